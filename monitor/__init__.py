@@ -1,0 +1,3 @@
+"""camnet: monitoring daemon for village cameras and WiFi access points."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,136 @@
+"""Types shared by every prober: settings, targets, results and the prober signature."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Turn `30s`, `1.5m`, `500ms`, `2h` or a number of seconds into seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration must be a number of seconds or a string like '30s'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if not m:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 500ms, 30s, 5m, 1h)")
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    else:
+        raise ValueError("a duration must be a number of seconds or a string like '30s'")
+    if seconds <= 0:
+        raise ValueError("a duration must be greater than zero")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class StrictModel(BaseModel):
+    """Base for config models: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CheckSettings(StrictModel):
+    """Settings every check has: schedule, deadline and backoff."""
+
+    enabled: bool = True
+    interval: Duration = 30.0
+    timeout: Duration = 10.0
+    max_backoff: Duration = Field(default=300.0, description="cap of the retry interval while down")
+    concurrency: int = Field(default=32, ge=1, le=1024, description="checks of this kind at once")
+
+
+class Status(IntEnum):
+    """Monitoring-plugin exit codes, also the verdict of a full device check."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+@dataclass(slots=True)
+class Sample:
+    """One metric value; the exporter adds the device labels (commune, site, id, extra)."""
+
+    name: str
+    value: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class MetricDef:
+    """Type and help text of a metric family that a prober emits."""
+
+    kind: Literal["gauge", "counter", "info"]
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class CheckResult:
+    """What one run of one check found; probers return this and never raise for device faults."""
+
+    check: str
+    success: bool
+    reason: str = ""
+    message: str = ""
+    samples: list[Sample] = field(default_factory=list)
+    problems: dict[str, bool] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    duration: float = 0.0
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, name: str, value: float | int | bool | None, **labels: str) -> None:
+        """Append a sample unless the value is unknown (None)."""
+        if value is None:
+            return
+        self.samples.append(Sample(name, float(value), labels))
+
+    def debug(self, line: str) -> None:
+        """Record one line of the probe's log (shown by --debug and /probe?debug=true)."""
+        self.log.append(f"{time.time() - self.started:7.3f}s {line}")
+
+
+@dataclass(slots=True)
+class Credentials:
+    """An auth entry of the config with its secrets resolved (they print as `**********`)."""
+
+    config: Any
+    secrets: dict[str, SecretStr | None] = field(default_factory=dict)
+
+    def secret(self, name: str) -> str | None:
+        """The plain value of one secret (e.g. `password`, `community`), or None."""
+        value = self.secrets.get(name)
+        return value.get_secret_value() if value is not None else None
+
+
+@dataclass(slots=True)
+class Target:
+    """A device as a prober sees it: identity, address, resolved credentials, options."""
+
+    id: str
+    kind: Literal["camera", "ap"]
+    address: str
+    labels: dict[str, str]
+    auth: Credentials | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+# A prober: (target, its check settings, per-device state, absolute deadline in loop time).
+# It must finish before the deadline (asyncio.timeout_at) and must not raise for device faults.
+Prober = Callable[[Target, Any, dict[str, Any], float], Awaitable[CheckResult]]
