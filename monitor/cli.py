@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", type=Path, default=DEFAULT_CONFIG)
     check.set_defaults(func=cmd_check_config)
 
-    for name, module_name in SUBCOMMAND_MODULES.items():
+    for module_name in SUBCOMMAND_MODULES.values():
         try:
             module = importlib.import_module(module_name)
         except ImportError as e:

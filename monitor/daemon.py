@@ -1,0 +1,206 @@
+"""`camnet run`: wires config, state, scheduler and the HTTP server; reload and clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Gauge
+
+from monitor import __version__
+from monitor.config import ConfigError, LoadedConfig, load_config
+from monitor.exporter import DeviceCollector, WebHooks, build_app, start_server
+from monitor.logs import event, register_secrets, setup_logging
+from monitor.scheduler import Scheduler, SchedulerMetrics
+from monitor.state import DeviceRecord, State
+from probes import CHECKS_BY_KIND
+
+log = logging.getLogger("camnet.daemon")
+
+# SIGTERM must end the process well within 5 s (systemd and Docker wait 10 s, tests 5 s).
+SHUTDOWN_BUDGET = 3.0
+
+
+def config_secrets(loaded: LoadedConfig) -> list[str]:
+    """Every secret value of a config, for the log redactor."""
+    return [s.get_secret_value() for s in loaded.secrets.values()]
+
+
+class Daemon:
+    """One camnet process: state, scheduler, metrics registry and web server."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+        self.registry = CollectorRegistry()
+        self.state = State()
+        self.scheduler = Scheduler(self.state, SchedulerMetrics(self.registry))
+        self.registry.register(DeviceCollector(self.state))
+        self.reload_ok = Gauge(
+            "camnet_config_last_reload_successful",
+            "1 when the last config load or reload succeeded", registry=self.registry,
+        )
+        self.reload_time = Gauge(
+            "camnet_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config load", registry=self.registry,
+        )
+        Gauge("camnet_build_info", "camnet's version", ["version"], registry=self.registry).labels(
+            __version__
+        ).set(1)
+        self.loaded: LoadedConfig | None = None
+        self.runner: web.AppRunner | None = None
+        self.stopping = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+
+    async def start(self, loaded: LoadedConfig) -> None:
+        """Apply the first config, start the jobs and the HTTP server."""
+        self._apply_loaded(loaded)
+        await warm_up_probers()
+        self.scheduler.start()
+        hooks = WebHooks(
+            registry=self.registry, state=self.state, alive=self.scheduler.alive,
+            reload=self.reload, probe=self.probe_now, debug_view=debug_view,
+        )
+        host, port = loaded.config.server.host_port
+        self.runner = await start_server(build_app(hooks), host, port)
+        c = loaded.config
+        event(log, logging.INFO, "camnet started", version=__version__, listen=c.server.listen,
+              config=str(self.config_path), cameras=len(c.cameras), aps=len(c.aps), sites=len(c.sites))
+
+    def _apply_loaded(self, loaded: LoadedConfig) -> tuple[set[str], set[str], set[str]]:
+        register_secrets(config_secrets(loaded))
+        self.loaded = loaded
+        result = self.state.load(loaded)
+        self.reload_ok.set(1)
+        self.reload_time.set(time.time())
+        return result
+
+    async def reload(self) -> tuple[bool, list[str]]:
+        """Reload the config file; a bad file keeps the old config running and says why."""
+        async with self._reload_lock:
+            try:
+                loaded = await asyncio.to_thread(load_config, self.config_path)
+            except ConfigError as e:
+                self.reload_ok.set(0)
+                event(log, logging.ERROR, "config reload failed; keeping the previous config",
+                      config=str(self.config_path), problems=len(e.problems), first=e.problems[0])
+                return False, e.problems
+            old_listen = self.loaded.config.server.listen if self.loaded else None
+            added, changed, removed = self._apply_loaded(loaded)
+            await self.scheduler.apply(added, changed, removed)
+            if old_listen and old_listen != loaded.config.server.listen:
+                event(log, logging.WARNING, "server.listen changed; restart camnet to move the listener",
+                      listen=old_listen, wanted=loaded.config.server.listen)
+            event(log, logging.INFO, "config reloaded", config=str(self.config_path),
+                  added=len(added), changed=len(changed), removed=len(removed))
+            return True, []
+
+    async def probe_now(self, rec: DeviceRecord) -> DeviceRecord:
+        """Run every check of one device now (for /probe), without touching its stored state."""
+        copy = DeviceRecord(rec.target, rec.profile, probe_state=dict(rec.probe_state))
+        checks = [
+            c for c in CHECKS_BY_KIND[rec.kind]
+            if getattr(rec.profile, c).enabled and c in self.scheduler.probers
+        ]
+        results = await asyncio.gather(
+            *(self.scheduler.run_check(copy, c, getattr(rec.profile, c)) for c in checks)
+        )
+        copy.results = dict(zip(checks, results, strict=True))
+        copy.status, copy.reasons, _ = copy.verdict()
+        return copy
+
+    async def stop(self) -> None:
+        """Stop the HTTP server and every job, within the shutdown budget."""
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        try:
+            async with asyncio.timeout(SHUTDOWN_BUDGET):
+                await self.scheduler.stop()
+        except TimeoutError:
+            event(log, logging.WARNING, "some checks did not stop in time; exiting anyway")
+
+
+def debug_view(rec: DeviceRecord) -> str:
+    """The /probe?debug=true answer: log, metrics and settings of one on-demand check."""
+    from monitor.exporter import render_text
+
+    lines = [f"target: {rec.target.id} ({rec.kind}) status: {rec.status.name} {', '.join(rec.reasons)}", ""]
+    for check, result in rec.results.items():
+        state = "ok" if result.success else f"FAILED ({result.reason}: {result.message})"
+        lines.append(f"== {check}: {state} in {result.duration:.3f}s")
+        lines.extend(f"   {line}" for line in result.log)
+    lines += ["", "== metrics", render_text([rec]).decode(), "== settings"]
+    lines.append(rec.profile.model_dump_json(indent=2))
+    from monitor.logs import redact
+
+    return redact("\n".join(lines)) + "\n"
+
+
+async def warm_up_probers() -> None:
+    """Let probers pay their one-time costs (WSDL parsing...) before the first checks."""
+    from probes import onvif
+
+    warm = getattr(onvif, "warm_up", None)
+    if warm is None:
+        return
+    try:
+        outcome = warm()
+        if inspect.isawaitable(outcome):
+            await outcome
+    except Exception as e:  # warm-up is an optimisation; the checks still run without it
+        event(log, logging.WARNING, "ONVIF warm-up failed", error=f"{type(e).__name__}: {e}")
+
+
+async def serve(config_path: Path) -> int:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads."""
+    try:
+        loaded = await asyncio.to_thread(load_config, config_path)
+    except ConfigError as e:
+        for line in e.problems:
+            print(line, file=sys.stderr)
+        event(log, logging.ERROR, "config is invalid; not starting", config=str(config_path),
+              problems=len(e.problems))
+        return 1
+    daemon = Daemon(config_path)
+    loop = asyncio.get_running_loop()
+    try:
+        await daemon.start(loaded)
+    except OSError as e:
+        event(log, logging.ERROR, "cannot start", error=str(e))
+        await daemon.stop()
+        return 1
+    loop.add_signal_handler(signal.SIGTERM, daemon.stopping.set)
+    loop.add_signal_handler(signal.SIGINT, daemon.stopping.set)
+    reloads: set[asyncio.Task[tuple[bool, list[str]]]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(daemon.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    await daemon.stopping.wait()
+    event(log, logging.INFO, "stopping")
+    for task in reloads:
+        task.cancel()
+    await daemon.stop()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        with contextlib.suppress(Exception):
+            loop.remove_signal_handler(sig)
+    event(log, logging.INFO, "stopped")
+    return 0
+
+
+def run_daemon(config_path: Path, log_format: str = "logfmt", log_level: str = "info") -> int:
+    """Entry point of `camnet run`."""
+    import probes.onvif  # noqa: F401  (onvif's import sets up logging; ours must come after)
+
+    setup_logging(log_format, log_level)
+    return asyncio.run(serve(Path(config_path)))

@@ -1,0 +1,212 @@
+"""The HTTP side: /metrics from a collector over the latest results, /healthz, /-/reload, /probe."""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
+
+from monitor.state import DeviceRecord, State
+from probes import METRICS
+from probes.base import MetricDef, Sample, Status
+
+log = logging.getLogger("camnet.exporter")
+
+_FALLBACK = MetricDef("gauge", "camnet metric (undocumented)")
+
+# Per-device series camnet adds itself, next to what the probers emit.
+OWN_METRICS: dict[str, MetricDef] = {
+    "camnet_check_success": MetricDef("gauge", "1 when the device's last run of this check succeeded"),
+    "camnet_check_last_run_timestamp_seconds": MetricDef(
+        "gauge", "Unix time when this check of the device last ran"
+    ),
+    "camnet_device_status": MetricDef(
+        "gauge", "Verdict of the device: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (not checked yet)"
+    ),
+    "camnet_site_info": MetricDef("gauge", "A site (village hall) with its Vietnamese name and telco"),
+}
+
+
+class _Families:
+    """Metric families under construction, one per metric name."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, Metric] = {}
+
+    def add(self, sample: Sample, base: dict[str, str]) -> None:
+        definition = METRICS.get(sample.name) or OWN_METRICS.get(sample.name) or _FALLBACK
+        if definition.kind == "counter":
+            family_name = sample.name.removesuffix("_total")
+            mtype = "counter"
+        else:
+            family_name, mtype = sample.name, "gauge"
+        family = self.families.get(family_name)
+        if family is None:
+            family = Metric(family_name, definition.help, mtype)
+            self.families[family_name] = family
+        labels = {**base, **sample.labels}
+        name = family_name + "_total" if mtype == "counter" else family_name
+        family.add_sample(name, labels, sample.value)
+
+
+def device_samples(rec: DeviceRecord) -> Iterator[Sample]:
+    """Every sample of one device: verdict, check bookkeeping, and what the probers found."""
+    if not rec.results:
+        return
+    status, _, verdict_samples = rec.verdict()
+    yield Sample("camnet_device_status", float(status))
+    yield from verdict_samples
+    for check, result in rec.results.items():
+        yield Sample("camnet_check_success", float(result.success), {"check": check})
+        yield Sample("camnet_check_last_run_timestamp_seconds", result.started, {"check": check})
+        yield from result.samples
+
+
+def render_devices(records: Iterable[DeviceRecord], state: State | None = None) -> list[Metric]:
+    """Build metric families from device records (and the sites of the state, if given)."""
+    fam = _Families()
+    for rec in records:
+        base = dict(rec.target.labels)
+        for sample in device_samples(rec):
+            fam.add(sample, base)
+    if state is not None:
+        for site in state.sites.values():
+            labels = {"commune": site.commune, "site": site.id, "site_name": site.name}
+            if site.operator:
+                labels["operator"] = site.operator
+            fam.add(Sample("camnet_site_info", 1.0), labels)
+    return list(fam.families.values())
+
+
+class DeviceCollector:
+    """A custom collector: families built fresh at every scrape from the latest results."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the current families; removed devices are simply absent."""
+        yield from render_devices(list(self.state.devices.values()), self.state)
+
+
+class _OneShot:
+    """A collector over one device record, for /probe."""
+
+    def __init__(self, rec: DeviceRecord) -> None:
+        self.rec = rec
+
+    def collect(self) -> Iterator[Metric]:
+        yield from render_devices([self.rec])
+
+
+def render_text(records: list[DeviceRecord]) -> bytes:
+    """Prometheus text for a few records (the /probe answer, the CLI's --debug view)."""
+    registry = CollectorRegistry(auto_describe=False)
+    for rec in records:
+        registry.register(_OneShot(rec))
+    return generate_latest(registry)
+
+
+@dataclass
+class WebHooks:
+    """What the web app needs from the daemon."""
+
+    registry: CollectorRegistry
+    state: State
+    alive: Callable[[], bool]
+    reload: Callable[[], Awaitable[tuple[bool, list[str]]]]
+    probe: Callable[[DeviceRecord], Awaitable[DeviceRecord]]
+    debug_view: Callable[[DeviceRecord], str] | None = None
+
+
+def build_app(hooks: WebHooks) -> web.Application:
+    """The aiohttp application with every endpoint of the daemon."""
+    app = web.Application()
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(hooks.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        if hooks.alive():
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="scheduler is not running\n")
+
+    async def reload(_: web.Request) -> web.Response:
+        ok, problems = await hooks.reload()
+        if ok:
+            return web.Response(text="config reloaded\n")
+        text = "config NOT reloaded; the previous config keeps running:\n" + "\n".join(problems)
+        return web.Response(status=400, text=text + "\n")
+
+    async def probe(request: web.Request) -> web.Response:
+        target = request.query.get("target", "")
+        if not target:
+            return web.Response(status=400, text="missing ?target=ID (an inventory id)\n")
+        rec = hooks.state.devices.get(target)
+        if rec is None:
+            # Only inventory ids: anything else (an address, a URL) is refused, never probed,
+            # so the daemon cannot be used to send traffic to arbitrary hosts.
+            shown = html.escape(target[:80])
+            return web.Response(
+                status=400,
+                text=f"unknown target {shown!r}: /probe accepts only inventory ids from the config\n",
+            )
+        done = await hooks.probe(rec)
+        if request.query.get("debug", "").lower() in ("1", "true", "yes") and hooks.debug_view:
+            return web.Response(text=hooks.debug_view(done))
+        return web.Response(body=render_text([done]), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def index(_: web.Request) -> web.Response:
+        return web.Response(text=_index_html(hooks.state), content_type="text/html")
+
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/-/reload", reload)
+    app.router.add_get("/probe", probe)
+    app.router.add_get("/", index)
+    return app
+
+
+_STATUS_COLOUR = {
+    Status.OK: "#2e7d32", Status.WARNING: "#f9a825", Status.CRITICAL: "#c62828", Status.UNKNOWN: "#757575",
+}
+
+
+def _index_html(state: State) -> str:
+    rows = []
+    for rec in sorted(state.devices.values(), key=lambda r: (r.status != Status.CRITICAL, r.target.id)):
+        site = state.sites.get(rec.target.labels.get("site", ""))
+        colour = _STATUS_COLOUR[rec.status]
+        rows.append(
+            f"<tr><td>{html.escape(rec.target.id)}</td><td>{html.escape(site.name if site else '')}</td>"
+            f"<td style='color:{colour}'>{rec.status.name}</td>"
+            f"<td>{html.escape(', '.join(rec.reasons))}</td>"
+            f"<td><a href='/probe?target={html.escape(rec.target.id)}'>probe</a></td></tr>"
+        )
+    return (
+        "<!doctype html><meta charset='utf-8'><title>camnet</title>"
+        "<h1>camnet</h1><p><a href='/metrics'>/metrics</a> · <a href='/healthz'>/healthz</a></p>"
+        "<table border=1 cellpadding=4><tr><th>device</th><th>site</th><th>status</th>"
+        "<th>problems</th><th></th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+async def start_server(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Bind the app; raises OSError with the address when the port is taken."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror}") from e
+    return runner
+

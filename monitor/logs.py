@@ -1,0 +1,107 @@
+"""Logging: one line per event, logfmt or JSON, with every known secret scrubbed on the way out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+SECRET_MASK = "<secret>"
+
+# user:password@ in any URL (rtsp://, http://, snmp:// ...): credentials never leave the process.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]*:[^/@\s]*@")
+_LOGFMT_BARE = re.compile(r"^[^\s=\"]+$")
+
+
+class _SecretSet:
+    """The secret values the process knows about (from the config), longest first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: tuple[str, ...] = ()
+
+    def replace(self, values: Iterable[str]) -> None:
+        # Very short values (e.g. a 1-character test community) would mask unrelated text;
+        # they are still never logged deliberately, this is the safety net.
+        uniq = {v for v in values if v and len(v) >= 3}
+        with self._lock:
+            self._values = tuple(sorted(uniq, key=len, reverse=True))
+
+    def values(self) -> tuple[str, ...]:
+        return self._values
+
+
+_SECRETS = _SecretSet()
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Tell the redactor which secret values exist (replaces the previous set, e.g. on reload)."""
+    _SECRETS.replace(values)
+
+
+def redact(text: str) -> str:
+    """Remove URL credentials and every registered secret value from a text."""
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{SECRET_MASK}@", text)
+    for value in _SECRETS.values():
+        if value in text:
+            text = text.replace(value, SECRET_MASK)
+    return text
+
+
+def _logfmt_value(value: Any) -> str:
+    text = str(value)
+    if text and _LOGFMT_BARE.match(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+class EventFormatter(logging.Formatter):
+    """Formats a record and its `fields` extra as logfmt or JSON, then redacts secrets."""
+
+    def __init__(self, fmt: str = "logfmt") -> None:
+        super().__init__()
+        self.json = fmt == "json"
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render one record as a single line."""
+        fields: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            fields.update(extra)
+        if record.exc_info:
+            fields["exc"] = self.formatException(record.exc_info)
+        if self.json:
+            line = json.dumps(fields, ensure_ascii=False, default=str)
+        else:
+            line = " ".join(f"{k}={_logfmt_value(v)}" for k, v in fields.items())
+        return redact(line)
+
+
+def setup_logging(fmt: str = "logfmt", level: str = "info", stream: TextIO | None = None) -> None:
+    """Install the event formatter on the root logger (after `import onvif`, which sets its own)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(EventFormatter(fmt))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # Libraries that narrate every request at INFO would drown the state changes we log.
+    for noisy in ("zeep", "onvif", "aiohttp.access", "httpx", "pysnmp", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def event(logger: logging.Logger, level: int, msg: str, **fields: Any) -> None:
+    """Log one event with key=value fields."""
+    logger.log(level, msg, extra={"fields": fields})

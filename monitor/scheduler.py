@@ -1,0 +1,246 @@
+"""The scheduler: every check of every device on its own timer, under a deadline, isolated."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from monitor.logs import event
+from monitor.state import DeviceRecord, State
+from probes import CHECKS_BY_KIND, PROBERS
+from probes.base import CheckResult, CheckSettings, Prober, Status
+
+log = logging.getLogger("camnet.scheduler")
+
+# A check must end before its next run is due: the deadline is at most this share of the interval.
+DEADLINE_SHARE_OF_INTERVAL = 0.9
+# Grace after the prober's own deadline before the scheduler cancels it from outside.
+OUTER_DEADLINE_GRACE = 0.5
+# Devices that failed their last check wait in a separate, smaller pool, so a batch of hanging
+# devices can only delay each other, never the healthy ones.
+FAILING_POOL_SHARE = 0.25
+
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class SchedulerMetrics:
+    """The scheduler's own long-lived metrics (ordinary metric objects)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.duration = Histogram(
+            "camnet_check_duration_seconds", "Duration of one check run",
+            ["kind", "check"], buckets=DURATION_BUCKETS, registry=registry,
+        )
+        self.errors = Counter(
+            "camnet_check_errors_total", "Check runs that failed, by classified reason",
+            ["kind", "check", "reason"], registry=registry,
+        )
+        self.lag = Histogram(
+            "camnet_scheduler_lag_seconds", "How late a check started after it was due",
+            buckets=LAG_BUCKETS, registry=registry,
+        )
+        self.runs = Counter(
+            "camnet_check_runs_total", "Check runs, successful or not",
+            ["kind", "check"], registry=registry,
+        )
+
+
+@dataclass
+class _Pools:
+    healthy: asyncio.Semaphore
+    failing: asyncio.Semaphore
+
+
+def spread_offset(device_id: str, check: str, interval: float) -> float:
+    """Where in its interval a job first runs: stable per job, spread evenly (no herd)."""
+    return (zlib.crc32(f"{device_id}/{check}".encode()) % 10_000) / 10_000 * interval
+
+
+def next_delay(settings: CheckSettings, failures: int) -> float:
+    """The wait before the next run: the interval, or a capped exponential backoff while failing."""
+    if failures <= 1:
+        return settings.interval
+    cap = max(settings.interval, settings.max_backoff)
+    return min(settings.interval * 2 ** (failures - 1), cap)
+
+
+class Scheduler:
+    """Runs one asyncio task per (device, check); results go into State."""
+
+    def __init__(
+        self,
+        state: State,
+        metrics: SchedulerMetrics,
+        probers: Mapping[str, Prober] | None = None,
+    ) -> None:
+        self.state = state
+        self.metrics = metrics
+        self.probers = probers if probers is not None else PROBERS
+        self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._pools: dict[str, _Pools] = {}
+        self.last_beat = time.monotonic()
+        self._heart: asyncio.Task[None] | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start a job for every device and check in the state."""
+        self._size_pools()
+        for device_id in self.state.devices:
+            self._start_device(device_id)
+        if self._heart is None:
+            self._heart = asyncio.create_task(self._heartbeat(), name="camnet-heartbeat")
+
+    async def apply(self, added: set[str], changed: set[str], removed: set[str]) -> None:
+        """After State.load: stop jobs of removed/changed devices, start jobs of new/changed ones."""
+        self._size_pools()
+        stale = [k for k in self._tasks if k[0] in removed or k[0] in changed]
+        await self._cancel(stale)
+        for device_id in added | changed:
+            self._start_device(device_id)
+        # Devices whose settings did not change keep their jobs (and their timers).
+
+    async def stop(self) -> None:
+        """Cancel every job and wait for them to end."""
+        await self._cancel(list(self._tasks))
+        if self._heart is not None:
+            self._heart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heart
+            self._heart = None
+
+    def alive(self, max_silence: float = 10.0) -> bool:
+        """True while the scheduler's loop keeps ticking."""
+        return self._heart is not None and time.monotonic() - self.last_beat < max_silence
+
+    # ---------------------------------------------------------------- internals
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self.last_beat = time.monotonic()
+            await asyncio.sleep(1.0)
+
+    def _size_pools(self) -> None:
+        wanted: dict[str, int] = {}
+        for rec in self.state.devices.values():
+            for check in CHECKS_BY_KIND[rec.kind]:
+                settings: CheckSettings = getattr(rec.profile, check)
+                wanted[check] = max(wanted.get(check, 1), settings.concurrency)
+        for check, size in wanted.items():
+            if check not in self._pools:
+                failing = max(1, int(size * FAILING_POOL_SHARE))
+                self._pools[check] = _Pools(asyncio.Semaphore(size), asyncio.Semaphore(failing))
+
+    def _start_device(self, device_id: str) -> None:
+        rec = self.state.devices[device_id]
+        for check in CHECKS_BY_KIND[rec.kind]:
+            settings: CheckSettings = getattr(rec.profile, check)
+            if not settings.enabled or check not in self.probers:
+                continue
+            key = (device_id, check)
+            self._tasks[key] = asyncio.create_task(
+                self._job(device_id, check), name=f"camnet-{device_id}-{check}"
+            )
+
+    async def _cancel(self, keys: list[tuple[str, str]]) -> None:
+        tasks = [self._tasks.pop(k) for k in keys if k in self._tasks]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _job(self, device_id: str, check: str) -> None:
+        loop = asyncio.get_running_loop()
+        rec = self.state.devices[device_id]
+        settings: CheckSettings = getattr(rec.profile, check)
+        due = loop.time() + spread_offset(device_id, check, settings.interval)
+        while True:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            pools = self._pools[check]
+            pool = pools.failing if rec.failures.get(check, 0) > 0 else pools.healthy
+            async with pool:
+                started = loop.time()
+                self.metrics.lag.observe(max(0.0, started - due))
+                result = await self.run_check(rec, check, settings)
+            self.record(rec, check, result)
+            delay = next_delay(settings, rec.failures.get(check, 0))
+            due += delay
+            if due < loop.time():
+                # Late (the loop was busy or the check overran): skip the missed slots rather
+                # than firing a burst to catch up.
+                due = loop.time() + delay
+
+    async def run_check(self, rec: DeviceRecord, check: str, settings: CheckSettings) -> CheckResult:
+        """Run one check now under its deadline; always returns a result."""
+        loop = asyncio.get_running_loop()
+        budget = min(settings.timeout, settings.interval * DEADLINE_SHARE_OF_INTERVAL)
+        started_wall = time.time()
+        started = loop.time()
+        deadline = started + budget
+        prober = self.probers[check]
+        try:
+            async with asyncio.timeout_at(deadline + OUTER_DEADLINE_GRACE):
+                result = await prober(rec.target, settings, rec.probe_state, deadline)
+        except TimeoutError:
+            result = CheckResult(check, False, "timeout", f"no answer within {budget:g}s")
+        except asyncio.CancelledError:
+            raise
+        except NotImplementedError:
+            result = CheckResult(check, False, "not_implemented", f"the {check} prober is not built")
+        except Exception as e:  # a prober bug must not kill the job
+            log.exception("prober crashed", extra={"fields": {"device": rec.target.id, "check": check}})
+            result = CheckResult(check, False, "internal_error", f"{type(e).__name__}: {e}")
+        result.started = started_wall
+        result.duration = loop.time() - started
+        return result
+
+    def record(self, rec: DeviceRecord, check: str, result: CheckResult) -> None:
+        """Store a result, update failure counts and metrics, log the device's state changes."""
+        kind = rec.kind
+        self.metrics.runs.labels(kind, check).inc()
+        self.metrics.duration.labels(kind, check).observe(result.duration)
+        if result.success:
+            rec.failures[check] = 0
+        else:
+            rec.failures[check] = rec.failures.get(check, 0) + 1
+            self.metrics.errors.labels(kind, check, result.reason or "failed").inc()
+        rec.results[check] = result
+        self._log_transition(rec, check, result)
+
+    def _log_transition(self, rec: DeviceRecord, check: str, result: CheckResult) -> None:
+        status, reasons, _ = rec.verdict()
+        if len(rec.results) < len(self._enabled_checks(rec)) and status != Status.CRITICAL:
+            # Not every check has run yet: a verdict now would announce a half-known state.
+            return
+        if status == rec.status and reasons == rec.reasons:
+            return
+        previous = rec.status
+        rec.status, rec.reasons = status, reasons
+        fields = {"device": rec.target.id, "kind": rec.kind, "site": rec.target.labels.get("site", "")}
+        detail = {c: r.reason for c, r in rec.results.items() if not r.success}
+        if status == Status.OK:
+            if previous != Status.UNKNOWN:
+                event(log, logging.INFO, "device recovered", **fields, was=previous.name.lower())
+            else:
+                event(log, logging.INFO, "device up", **fields)
+        elif status == Status.CRITICAL:
+            event(log, logging.WARNING, "device down", **fields,
+                  reasons=",".join(reasons), checks=",".join(f"{c}:{r}" for c, r in detail.items()),
+                  message=result.message if not result.success else "")
+        elif status == Status.WARNING:
+            event(log, logging.WARNING, "device degraded", **fields, reasons=",".join(reasons))
+
+    def _enabled_checks(self, rec: DeviceRecord) -> list[str]:
+        return [
+            c for c in CHECKS_BY_KIND[rec.kind]
+            if getattr(rec.profile, c).enabled and c in self.probers
+        ]

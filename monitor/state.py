@@ -1,0 +1,65 @@
+"""The latest results per device: what the scheduler writes and the exporter reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.config import ApProfile, CameraProfile, LoadedConfig, SiteConfig
+from probes import VERDICTS
+from probes.base import CheckResult, Sample, Status, Target
+
+
+@dataclass
+class DeviceRecord:
+    """One device: how to reach it, how to check it, and what its checks found last."""
+
+    target: Target
+    profile: CameraProfile | ApProfile
+    results: dict[str, CheckResult] = field(default_factory=dict)
+    # Per-device memory of the probers (stream URI, previous frame, counters...), kept on reload.
+    probe_state: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+    status: Status = Status.UNKNOWN
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """`camera` or `ap`."""
+        return self.target.kind
+
+    def verdict(self) -> tuple[Status, list[str], list[Sample]]:
+        """The device's verdict from its latest results."""
+        return VERDICTS[self.kind](self.results)
+
+
+class State:
+    """Every device's record, keyed by id; replaced device by device on reload."""
+
+    def __init__(self) -> None:
+        self.devices: dict[str, DeviceRecord] = {}
+        self.sites: dict[str, SiteConfig] = {}
+
+    def load(self, loaded: LoadedConfig) -> tuple[set[str], set[str], set[str]]:
+        """Apply a config; return the ids added, changed (target or profile) and removed."""
+        new: dict[str, DeviceRecord] = {}
+        added: set[str] = set()
+        changed: set[str] = set()
+        for device in loaded.devices:
+            target = loaded.target(device)
+            profile = loaded.profile_for(device)
+            old = self.devices.get(device.id)
+            if old is None:
+                new[device.id] = DeviceRecord(target, profile)
+                added.add(device.id)
+                continue
+            if old.target != target or old.profile != profile or old.kind != target.kind:
+                # Keep nothing a prober learned about the old address or settings.
+                new[device.id] = DeviceRecord(target, profile)
+                changed.add(device.id)
+            else:
+                new[device.id] = old
+        removed = set(self.devices) - set(new)
+        self.devices = new
+        self.sites = {s.id: s for s in loaded.config.sites}
+        return added, changed, removed
