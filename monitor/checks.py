@@ -1,0 +1,182 @@
+"""Run every check of one device now: the shared core of `camnet probe` and the daemon's /probe."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from probes import CHECKS_BY_KIND, PROBERS, VERDICTS
+from probes.base import CheckResult, Sample, Status, Target
+
+# rtsp needs the stream URI that ONVIF finds (GetStreamUri) when the config gives none, so on a
+# one-shot check it starts once ONVIF is done; every other check starts at once.
+RUN_AFTER: dict[str, str] = {"rtsp": "onvif"}
+
+# A prober must honour its deadline itself; this margin only catches one that does not, so a
+# buggy prober cannot hold up the answer.
+OVERRUN_GRACE = 1.0
+
+SECRET_MASK = "<secret>"
+_URL_USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
+@dataclass
+class DeviceReport:
+    """The outcome of one full check of a device: verdict, per-check results, verdict samples."""
+
+    target: Target
+    status: Status
+    reasons: list[str]
+    results: dict[str, CheckResult]
+    samples: list[Sample]
+    settings: dict[str, Any] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    duration: float = 0.0
+
+    def all_samples(self) -> list[Sample]:
+        """Every metric value of this check: each check's samples, then the verdict's."""
+        out: list[Sample] = []
+        for result in self.results.values():
+            out.extend(result.samples)
+        out.extend(self.samples)
+        return out
+
+    def failures(self) -> list[CheckResult]:
+        """The checks that did not succeed, in check order."""
+        return [r for r in self.results.values() if not r.success]
+
+
+def secret_values(target: Target) -> list[str]:
+    """The plain secrets of a target (to scrub them from any text shown to a person)."""
+    if target.auth is None:
+        return []
+    values = []
+    for name in target.auth.secrets:
+        value = target.auth.secret(name)
+        if value:
+            values.append(value)
+    # longest first, so a secret containing another is masked whole
+    return sorted(values, key=len, reverse=True)
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Mask secrets and URL credentials (`rtsp://user:pw@host`) in a text."""
+    for value in secrets:
+        text = text.replace(value, SECRET_MASK)
+    return _URL_USERINFO_RE.sub(lambda m: f"{m.group('scheme')}{SECRET_MASK}@", text)
+
+
+def _redact_value(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {k: _redact_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(v, secrets) for v in value]
+    return value
+
+
+def _scrub(result: CheckResult, secrets: list[str]) -> None:
+    """Mask secrets in everything of a result that is shown or exported as text."""
+    result.reason = redact(result.reason, secrets)
+    result.message = redact(result.message, secrets)
+    result.log = [redact(line, secrets) for line in result.log]
+    result.facts = {k: _redact_value(v, secrets) for k, v in result.facts.items()}
+    for sample in result.samples:
+        sample.labels = {k: redact(v, secrets) for k, v in sample.labels.items()}
+
+
+async def _run_one(
+    check: str, target: Target, settings: Any, state: dict[str, Any], deadline: float
+) -> CheckResult:
+    """One prober under its deadline; a prober bug becomes a failed result, not an exception."""
+    started = time.time()
+    try:
+        async with asyncio.timeout_at(deadline + OVERRUN_GRACE):
+            result = await PROBERS[check](target, settings, state, deadline)
+    except TimeoutError:
+        result = CheckResult(check, False, reason="timeout",
+                             message=f"{check} did not finish before its deadline", started=started)
+        result.debug("prober overran its deadline and was cancelled")
+    except Exception as e:
+        result = CheckResult(check, False, reason="internal_error",
+                             message=f"{check} prober failed: {type(e).__name__}: {e}".rstrip(": "),
+                             started=started)
+        result.debug(f"internal error: {type(e).__name__}: {e}")
+    if not result.duration:
+        result.duration = time.time() - started
+    return result
+
+
+async def check_device(
+    target: Target,
+    profile: Any,
+    state: dict[str, Any],
+    *,
+    budget: float | None = None,
+) -> DeviceReport:
+    """Run every enabled check of the device's kind now and combine them into a verdict.
+
+    `profile` is a CameraProfile/ApProfile (one settings attribute per check). Each check gets
+    its own settings' timeout, capped by `budget` (seconds for the whole device) if given.
+    `state` is the per-device state handed to every prober (one-shot callers pass `{}`).
+    Never raises for device faults or prober bugs; secrets are masked in every text.
+    """
+    loop = asyncio.get_running_loop()
+    started_wall = time.time()
+    start = loop.time()
+    overall = start + budget if budget is not None else None
+    checks = CHECKS_BY_KIND[target.kind]
+    settings_used: dict[str, Any] = {}
+    skipped: list[str] = []
+    for check in checks:
+        settings = getattr(profile, check)
+        if getattr(settings, "enabled", True):
+            settings_used[check] = settings
+        else:
+            skipped.append(check)
+    done: dict[str, asyncio.Event] = {c: asyncio.Event() for c in settings_used}
+    results: dict[str, CheckResult] = {}
+
+    async def run(check: str) -> None:
+        try:
+            before = RUN_AFTER.get(check)
+            if before in done:
+                await done[before].wait()
+            now = loop.time()
+            deadline = now + float(settings_used[check].timeout)
+            if overall is not None:
+                deadline = min(deadline, max(overall, now))
+            results[check] = await _run_one(check, target, settings_used[check], state, deadline)
+        finally:
+            done[check].set()
+
+    async with asyncio.TaskGroup() as group:
+        for check in settings_used:
+            group.create_task(run(check))
+    ordered = {c: results[c] for c in checks if c in results}
+    secrets = secret_values(target)
+    for result in ordered.values():
+        _scrub(result, secrets)
+    status, reasons, samples = VERDICTS[target.kind](ordered)
+    broken = [r for r in ordered.values() if r.reason == "internal_error"]
+    if broken:
+        # A prober bug says nothing about the device: the plugin convention calls that UNKNOWN.
+        status = Status.UNKNOWN
+        reasons = [r for r in reasons if "internal_error" not in r]
+        reasons += [r.message for r in broken]
+    return DeviceReport(
+        target=target,
+        status=status,
+        reasons=[redact(r, secrets) for r in reasons],
+        results=ordered,
+        samples=samples,
+        settings=settings_used,
+        skipped=skipped,
+        started=started_wall,
+        duration=loop.time() - start,
+    )
