@@ -6,21 +6,14 @@ from typing import Any
 
 from pydantic import Field
 
-from probes.base import CheckResult, CheckSettings, MetricDef, StrictModel, Target
+from probes.base import CheckResult, CheckSettings, MetricDef, Target
+from probes.image import ImageSettings
 
 METRICS: dict[str, MetricDef] = {
     "camnet_camera_time_to_first_frame_seconds": MetricDef(
         "gauge", "Seconds from connecting to the first decoded frame"
     ),
 }
-
-
-class ImageSettings(StrictModel):
-    """Thresholds of the picture checks; a problem needs `consecutive` bad checks in a row."""
-
-    consecutive: int = Field(default=2, ge=1, le=100)
-    dark_brightness: float = Field(default=0.12, ge=0, le=1)
-    black_brightness: float = Field(default=0.08, ge=0, le=1)
 
 
 class RtspSettings(CheckSettings):

@@ -1,0 +1,333 @@
+"""Is the picture usable: brightness, contrast, sharpness, black, dark, frozen, blurred, moved.
+
+Everything works on a small grey frame (the decoder's Y plane, resized): sharpness at 640 px wide,
+frame differences and structure at 320 px wide, scene similarity at 80. Per-camera memory (previous
+frame, reference view, sharpness baseline, consecutive-bad counters) lives in the device's state
+dict, so thresholds follow each camera's own healthy picture instead of one global number.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+from pydantic import Field
+
+from probes.base import StrictModel
+
+IMAGE_PROBLEMS = ("black", "dark", "blurred", "frozen", "moved")
+
+SHARPNESS_WIDTH = 640  # sharpness is only comparable between frames of the same size
+SMALL_WIDTH = 320  # differences and structure: ≈ 1 ms a frame at this size
+SIMILARITY_WIDTH = 80  # scene layout for "moved": noise averages out, ≈ 0.05 ms
+GRID_COLUMNS = 32  # blocks across the small frame (10 px each at 320 wide)
+BASELINE_SAMPLES = 15  # healthy sharpness values kept for the blur baseline (median)
+MIN_REFERENCE_FEATURES = 40  # below this a scene is too plain for ORB: use SSIM alone
+
+
+class ImageSettings(StrictModel):
+    """Thresholds of the picture checks; a problem needs `consecutive` bad checks in a row."""
+
+    consecutive: int = Field(default=2, ge=1, le=100, description="bad checks in a row to raise")
+    dark_brightness: float = Field(
+        default=0.12, ge=0, le=1, description="mean luma (0–1) below which a picture is dark"
+    )
+    black_structure: float = Field(
+        default=0.15, ge=0, le=1,
+        description="a dark or flat picture with less than this share of textured blocks is black",
+    )
+    structure_std: float = Field(
+        default=2.0, ge=0, description="luma std (0–255) for a block to count as textured"
+    )
+    blank_contrast: float = Field(
+        default=0.03, ge=0, le=1, description="a picture this flat (std 0–1) is blank whatever its level"
+    )
+    frozen_block_delta: float = Field(
+        default=1.0, ge=0, description="mean luma change (0–255) for a block to count as changed"
+    )
+    frozen_changed_fraction: float = Field(
+        default=0.02, ge=0, le=1,
+        description="frozen when at most this share of blocks changed since the previous grab "
+        "(an on-screen clock changes fewer)",
+    )
+    blur_ratio: float = Field(
+        default=0.35, gt=0, le=1,
+        description="blurred when sharpness falls below this share of the camera's healthy baseline",
+    )
+    blur_min_sharpness: float = Field(
+        default=0.0, ge=0, description="blurred below this sharpness before a baseline exists (0: off)"
+    )
+    moved_similarity_ok: float = Field(
+        default=0.8, ge=-1, le=1,
+        description="scene similarity to the reference above which the view is unchanged",
+    )
+    moved_similarity: float = Field(
+        default=0.5, ge=-1, le=1,
+        description="scene similarity below which a view too plain for features counts as moved",
+    )
+    moved_match_ratio: float = Field(
+        default=0.2, ge=0, le=1, description="moved when fewer reference features than this match"
+    )
+    moved_shift: float = Field(
+        default=0.04, ge=0, le=1,
+        description="moved when the view shifted by more than this share of its width",
+    )
+    reference_refresh: float = Field(
+        default=3600.0, gt=0,
+        description="seconds between refreshes of the reference view from a healthy, matching frame",
+    )
+    moved_relearn: float = Field(
+        default=86400.0, gt=0, description="seconds a moved view is kept before it becomes the new reference"
+    )
+    mask: list[tuple[float, float, float, float]] = Field(
+        default_factory=list,
+        description="regions (x, y, w, h as shares of the frame) ignored by frozen/moved, e.g. the OSD clock",
+    )
+
+
+@dataclass(slots=True)
+class ImageReport:
+    """Measurements of one frame and the problems they raise."""
+
+    brightness: float
+    contrast: float
+    sharpness: float
+    structure: float
+    changed_fraction: float | None = None
+    scene_similarity: float | None = None
+    scene_shift: float | None = None
+    match_ratio: float | None = None
+    baseline_sharpness: float | None = None
+    bad: dict[str, bool] = field(default_factory=dict)
+    problems: dict[str, bool] = field(default_factory=dict)
+    streaks: dict[str, int] = field(default_factory=dict)
+
+
+def resize_width(grey: np.ndarray, width: int) -> np.ndarray:
+    """Resize a grey frame to `width` pixels wide (area averaging), keeping its aspect ratio."""
+    h, w = grey.shape[:2]
+    if w == width:
+        return grey
+    height = max(1, round(h * width / w))
+    return cv2.resize(grey, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def sharpness(grey640: np.ndarray) -> float:
+    """Variance of the Laplacian of a grey frame (expected at 640 px wide)."""
+    lap = cv2.Laplacian(grey640, cv2.CV_16S, ksize=1)
+    _, std = cv2.meanStdDev(lap)
+    return float(std[0, 0]) ** 2
+
+
+def _grid_shape(small: np.ndarray) -> tuple[int, int]:
+    h, w = small.shape[:2]
+    return GRID_COLUMNS, max(1, round(GRID_COLUMNS * h / w))
+
+
+def _mask_grid(settings: ImageSettings, cols: int, rows: int) -> np.ndarray:
+    """Boolean grid of blocks to use (False inside the configured masks)."""
+    keep = np.ones((rows, cols), dtype=bool)
+    for x, y, w, h in settings.mask:
+        c0, c1 = int(x * cols), int(np.ceil((x + w) * cols))
+        r0, r1 = int(y * rows), int(np.ceil((y + h) * rows))
+        keep[max(0, r0):min(rows, r1), max(0, c0):min(cols, c1)] = False
+    return keep
+
+
+def structure(small: np.ndarray, settings: ImageSettings) -> float:
+    """Share of blocks whose own luma std reaches `structure_std` (texture, edges, noise)."""
+    cols, rows = _grid_shape(small)
+    f = small.astype(np.float32)
+    mean = cv2.resize(f, (cols, rows), interpolation=cv2.INTER_AREA)
+    sq = cv2.resize(f * f, (cols, rows), interpolation=cv2.INTER_AREA)
+    std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
+    return float(np.mean(std >= settings.structure_std))
+
+
+def changed_fraction(prev: np.ndarray, cur: np.ndarray, settings: ImageSettings) -> float | None:
+    """Share of (unmasked) blocks whose mean luma changed by more than `frozen_block_delta`.
+
+    Block-wise rather than a global mean: an on-screen clock changes a few blocks a lot while a
+    frozen picture changes none, and a live scene changes many.
+    """
+    if prev.shape != cur.shape:
+        return None
+    cols, rows = _grid_shape(cur)
+    diff = cv2.absdiff(prev, cur)
+    blocks = cv2.resize(diff, (cols, rows), interpolation=cv2.INTER_AREA).astype(np.float32)
+    keep = _mask_grid(settings, cols, rows)
+    changed = (blocks > settings.frozen_block_delta) & keep
+    return float(changed.sum() / max(1, keep.sum()))
+
+
+def scene_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Zero-mean normalised cross-correlation of two frames at 80 px wide (−1..1).
+
+    The layout of the view at thumbnail size: insensitive to sensor noise and to a change of
+    light level (gain and offset cancel), while a 10% turn drops it from ≈ 0.95 to ≈ 0.2–0.3.
+    """
+    x = resize_width(a, SIMILARITY_WIDTH).astype(np.float32)
+    y = resize_width(b, SIMILARITY_WIDTH).astype(np.float32)
+    if x.shape != y.shape:
+        return 0.0
+    x -= x.mean()
+    y -= y.mean()
+    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum()) / den if den > 0 else 1.0
+
+
+_ORB: Any = None
+
+
+def _orb() -> Any:
+    global _ORB  # one detector per process; creating one costs more than using it
+    if _ORB is None:
+        _ORB = cv2.ORB_create(nfeatures=400, fastThreshold=12)  # type: ignore[attr-defined]
+    return _ORB
+
+
+def _features(small: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """ORB keypoint coordinates and descriptors outside the masked blocks."""
+    mask = None
+    if not keep.all():
+        mask = cv2.resize(keep.astype(np.uint8) * 255, (small.shape[1], small.shape[0]),
+                          interpolation=cv2.INTER_NEAREST)
+    kps, desc = _orb().detectAndCompute(small, mask)
+    pts = np.array([k.pt for k in kps], dtype=np.float32).reshape(-1, 2)
+    return pts, desc
+
+
+def match_view(
+    ref_pts: np.ndarray, ref_desc: np.ndarray, small: np.ndarray, keep: np.ndarray
+) -> tuple[float, float]:
+    """(share of reference features that match consistently, shift as a share of the width).
+
+    A similarity transform fitted with RANSAC: lighting changes keep the features in place,
+    a turned camera moves them together.
+    """
+    pts, desc = _features(small, keep)
+    if desc is None or len(pts) < 4:
+        return 0.0, 0.0
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+    matches = matcher.match(ref_desc, desc)
+    if len(matches) < 4:
+        return len(matches) / max(1, len(ref_pts)), 0.0
+    src = ref_pts[np.array([m.queryIdx for m in matches])]
+    dst = pts[np.array([m.trainIdx for m in matches])]
+    transform, inliers = cv2.estimateAffinePartial2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0
+    )
+    if transform is None or inliers is None:
+        return 0.0, 0.0
+    ratio = float(inliers.sum()) / max(1, len(ref_pts))
+    shift = float(np.hypot(transform[0, 2], transform[1, 2])) / small.shape[1]
+    return ratio, shift
+
+
+def assess(grey: np.ndarray, settings: ImageSettings, state: dict[str, Any],
+           now: float | None = None) -> ImageReport:
+    """Measure a grey frame, compare it with this camera's memory in `state`, debounce problems.
+
+    `state` is the camera's image memory (a dict kept across checks): previous frame, reference
+    view, sharpness baseline and the count of consecutive bad checks per problem.
+    """
+    now = time.time() if now is None else now
+    work = resize_width(grey, SHARPNESS_WIDTH)
+    small = resize_width(work, SMALL_WIDTH)
+    mean, std = cv2.meanStdDev(small)
+    report = ImageReport(
+        brightness=float(mean[0, 0]) / 255.0,
+        contrast=float(std[0, 0]) / 255.0,
+        sharpness=sharpness(work),
+        structure=structure(small, settings),
+    )
+    cols, rows = _grid_shape(small)
+    keep = _mask_grid(settings, cols, rows)
+    bad = dict.fromkeys(IMAGE_PROBLEMS, False)
+
+    flat = report.structure < settings.black_structure
+    dim = report.brightness < settings.dark_brightness
+    bad["black"] = flat and (dim or report.contrast < settings.blank_contrast)
+    bad["dark"] = dim and not bad["black"]
+
+    prev = state.get("previous")
+    if prev is not None and not bad["black"]:
+        report.changed_fraction = changed_fraction(prev, small, settings)
+        if report.changed_fraction is not None:
+            bad["frozen"] = report.changed_fraction <= settings.frozen_changed_fraction
+    state["previous"] = small
+
+    # Blur and view checks need a picture comparable with the healthy one: not black, not dark.
+    if not bad["black"] and not bad["dark"]:
+        history: list[float] = state.setdefault("sharpness_history", [])
+        if history:
+            report.baseline_sharpness = float(np.median(history))
+            bad["blurred"] = report.sharpness < settings.blur_ratio * report.baseline_sharpness
+        elif settings.blur_min_sharpness > 0:
+            bad["blurred"] = report.sharpness < settings.blur_min_sharpness
+        if not bad["blurred"]:
+            bad["moved"] = _moved(report, small, keep, settings, state)
+
+    healthy = not any(bad.values())
+    if healthy:
+        _learn(report, small, state, now, settings)
+    elif bad["moved"] and not (bad["black"] or bad["dark"] or bad["blurred"]):
+        since = state.setdefault("moved_since", now)
+        if now - since >= settings.moved_relearn:
+            # The camera was re-aimed on purpose long ago: the new view becomes the reference.
+            _learn(report, small, state, now, settings, force_reference=True)
+            state.pop("moved_since", None)
+    if not bad["moved"]:
+        state.pop("moved_since", None)
+
+    streaks: dict[str, int] = state.setdefault("streaks", {})
+    for name, on in bad.items():
+        streaks[name] = streaks.get(name, 0) + 1 if on else 0
+        report.problems[name] = streaks[name] >= settings.consecutive
+    report.bad = bad
+    report.streaks = dict(streaks)
+    return report
+
+
+def _moved(report: ImageReport, small: np.ndarray, keep: np.ndarray,
+           settings: ImageSettings, state: dict[str, Any]) -> bool:
+    """Compare with the reference view: cheap similarity first, ORB only when it is in doubt."""
+    ref = state.get("reference")
+    if ref is None or ref.shape != small.shape:
+        return False
+    score = scene_similarity(ref, small)
+    report.scene_similarity = score
+    if score >= settings.moved_similarity_ok:
+        return False
+    if "reference_features" not in state:
+        state["reference_features"] = _features(ref, keep)
+    ref_pts, ref_desc = state["reference_features"]
+    if ref_desc is None or len(ref_pts) < MIN_REFERENCE_FEATURES:
+        return score < settings.moved_similarity
+    ratio, shift = match_view(ref_pts, ref_desc, small, keep)
+    report.match_ratio, report.scene_shift = ratio, shift
+    return ratio < settings.moved_match_ratio or shift > settings.moved_shift
+
+
+def _learn(report: ImageReport, small: np.ndarray, state: dict[str, Any], now: float,
+           settings: ImageSettings, force_reference: bool = False) -> None:
+    """Remember a healthy frame: sharpness baseline and, when new or due, the reference view."""
+    history: list[float] = state.setdefault("sharpness_history", [])
+    if force_reference:
+        history.clear()
+    history.append(report.sharpness)
+    del history[:-BASELINE_SAMPLES]
+    # The reference is refreshed rarely and only from a frame that clearly matches it (slow
+    # changes of light and season); following every healthy frame would let a camera that is
+    # turned a little at a time drag its reference along.
+    due = now - state.get("reference_time", -np.inf) >= settings.reference_refresh
+    similar = (report.scene_similarity is not None
+               and report.scene_similarity >= settings.moved_similarity_ok)
+    if not (force_reference or "reference" not in state or (due and similar)):
+        return
+    state["reference"] = small
+    state.pop("reference_features", None)  # computed only when similarity is in doubt (≈ 3 ms)
+    state["reference_time"] = now
