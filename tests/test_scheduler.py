@@ -1,0 +1,151 @@
+"""Scheduler against real loopback servers that hang, flood, answer slowly and refuse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from monitor.config import load_config
+from monitor.scheduler import Scheduler, SchedulerMetrics, next_delay, spread_offset
+from monitor.state import State
+from probes.base import CheckSettings
+from tests.netpeers import Peer, ap_config, line_probe
+
+PORT = 7000
+
+
+def lag_over(registry: CollectorRegistry, bound: float) -> float:
+    """How many lag observations were above `bound` seconds (bound must be a bucket edge)."""
+    count = registry.get_sample_value("camnet_scheduler_lag_seconds_count") or 0.0
+    under = registry.get_sample_value("camnet_scheduler_lag_seconds_bucket", {"le": str(bound)}) or 0.0
+    return count - under
+
+
+def runs(registry: CollectorRegistry) -> float:
+    return registry.get_sample_value("camnet_check_runs_total", {"kind": "ap", "check": "snmp"}) or 0.0
+
+
+async def start_scheduler(tmp_path: Path, devices: list[tuple[str, str, int]], **kw: str):
+    cfg = tmp_path / "camnet.yaml"
+    ap_config(cfg, devices, **kw)
+    loaded = load_config(cfg)
+    state = State()
+    state.load(loaded)
+    registry = CollectorRegistry()
+    sched = Scheduler(state, SchedulerMetrics(registry), probers={"snmp": line_probe})
+    sched.start()
+    return sched, state, registry, cfg
+
+
+def test_first_runs_spread_over_the_interval() -> None:
+    offsets = [spread_offset(f"ap-{i:02d}", "snmp", 30.0) for i in range(37)]
+    assert all(0 <= o < 30 for o in offsets)
+    # No thundering herd: the 37 first runs fall into at least 20 distinct seconds of the interval.
+    assert len({int(o) for o in offsets}) >= 20
+    assert spread_offset("ap-01", "snmp", 30.0) == spread_offset("ap-01", "snmp", 30.0)
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    s = CheckSettings(interval=10, timeout=5, max_backoff=60)
+    assert [next_delay(s, n) for n in range(6)] == [10, 10, 20, 40, 60, 60]
+    # A cap below the interval never makes a failing device polled faster than a healthy one.
+    assert next_delay(CheckSettings(interval=30, timeout=5, max_backoff=5), 4) == 30
+
+
+async def test_hanging_and_flooding_devices_do_not_delay_others(tmp_path: Path) -> None:
+    healthy = [Peer(f"127.0.13.{i}", PORT) for i in range(1, 21)]
+    bad = [Peer(f"127.0.13.{i}", PORT, "hang") for i in range(21, 27)]
+    bad += [Peer(f"127.0.13.{i}", PORT, "flood") for i in range(27, 29)]
+    bad += [Peer(f"127.0.13.{i}", PORT, "slow", delay=5.0) for i in range(29, 31)]
+    peers = healthy + bad
+    for p in peers:
+        await p.start()
+    devices = [(f"ap-{i:02d}", p.host, PORT) for i, p in enumerate(peers, 1)]
+    sched, state, registry, _ = await start_scheduler(tmp_path, devices)
+    try:
+        await asyncio.sleep(5.5)
+    finally:
+        await sched.stop()
+        for p in peers:
+            await p.stop()
+    for i, p in enumerate(peers, 1):
+        result = state.devices[f"ap-{i:02d}"].results["snmp"]
+        if p in healthy:
+            assert result.success, (p.host, result.reason)
+        else:
+            assert not result.success
+            assert result.reason in {"timeout", "bad_reply"}, (p.host, result.reason, p.mode)
+    # Every healthy device ran on schedule (interval 1 s over 5.5 s: at least 4 runs each) ...
+    assert runs(registry) >= 20 * 4
+    # ... and no check of any device started more than 1 s late.
+    assert lag_over(registry, 1.0) == 0
+    # Deadlines held: the hanging ones were cut at their timeout, not at the server's whim.
+    durations = [state.devices[f"ap-{i:02d}"].results["snmp"].duration for i in range(21, 27)]
+    assert all(d < 0.8 + 0.6 for d in durations), durations
+
+
+async def test_prober_that_ignores_its_deadline_is_cut_from_outside(tmp_path: Path) -> None:
+    async def stubborn(target, settings, state, deadline):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(3600)
+
+    cfg = tmp_path / "camnet.yaml"
+    ap_config(cfg, [("ap-01", "127.0.13.40", PORT)])
+    state = State()
+    state.load(load_config(cfg))
+    registry = CollectorRegistry()
+    sched = Scheduler(state, SchedulerMetrics(registry), probers={"snmp": stubborn})
+    rec = state.devices["ap-01"]
+    result = await sched.run_check(rec, "snmp", rec.profile.snmp)  # type: ignore[union-attr]
+    assert not result.success and result.reason == "timeout"
+    assert result.duration < 0.8 + 1.0
+
+
+async def test_failing_device_backs_off_and_transitions_are_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="camnet.scheduler")
+    peer = Peer("127.0.13.50", PORT, "refuse")
+    sched, state, _registry, _ = await start_scheduler(tmp_path, [("ap-50", peer.host, PORT)])
+    try:
+        await asyncio.sleep(4.2)
+        failures = state.devices["ap-50"].failures["snmp"]
+        # interval 1 s, backoff 1, 2, 4 s (cap 4 s): in ~4 s far fewer runs than the 4-5 of a healthy one.
+        assert 2 <= failures <= 3, failures
+        peer.mode = "ok"
+        await peer.start()
+        await asyncio.sleep(4.5)
+    finally:
+        await sched.stop()
+        await peer.stop()
+    assert state.devices["ap-50"].results["snmp"].success
+    messages = [r.getMessage() for r in caplog.records if r.name == "camnet.scheduler"]
+    assert messages.count("device down") == 1, messages
+    assert messages.count("device recovered") == 1, messages
+    down = next(r for r in caplog.records if r.getMessage() == "device down")
+    assert "snmp:refused" in down.fields["checks"]  # type: ignore[attr-defined]
+
+
+async def test_reload_removes_stale_jobs_and_adds_new(tmp_path: Path) -> None:
+    a, b = Peer("127.0.13.60", PORT), Peer("127.0.13.61", PORT)
+    await a.start()
+    await b.start()
+    sched, state, _registry, cfg = await start_scheduler(tmp_path, [("ap-60", a.host, PORT)])
+    try:
+        await asyncio.sleep(1.5)
+        ap_config(cfg, [("ap-61", b.host, PORT)])
+        added, changed, removed = state.load(load_config(cfg))
+        assert (added, changed, removed) == ({"ap-61"}, set(), {"ap-60"})
+        await sched.apply(added, changed, removed)
+        before = a.connections
+        await asyncio.sleep(1.8)
+        assert a.connections == before  # the removed device is no longer polled
+        assert b.connections >= 1
+        assert set(state.devices) == {"ap-61"}
+    finally:
+        await sched.stop()
+        await a.stop()
+        await b.stop()
