@@ -1,0 +1,243 @@
+"""Pre-encoded H.264 clips of the lab cameras, one per scene, resolution and picture fault.
+
+Encoding live costs a core per few cameras; looping clips encoded once costs almost nothing
+(FIELD-NOTES). Clips are built with ffmpeg from its own lavfi sources and cached by a hash of
+everything that shapes them, so a second lab start reuses them.
+
+Every clip: 6 s at 10 fps, keyframe every 10 frames (1 s, the bound on time to first frame),
+no B-frames, an access-unit delimiter before every frame and SPS/PPS repeated before every
+keyframe, raw Annex-B (`clip.h264`), plus a JPEG of one frame (`snapshot.jpg`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+FPS = 10
+DURATION_S = 6  # the moving element crosses the picture twice, so the loop is seamless
+KEYFRAME_INTERVAL = 10  # frames: one second at FPS
+VARIANTS = ("ok", "black", "frozen", "blurred", "moved", "dark")
+SCENES = ("fractal", "meadow", "market", "pattern")
+RESOLUTIONS = ((640, 360), (1280, 720), (1920, 1080))
+# Bump when a filter below changes, so cached clips are rebuilt.
+GENERATOR_VERSION = "4"
+FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+)
+ENCODE_TIMEOUT_S = 300
+
+
+class ClipError(Exception):
+    """A clip could not be generated (ffmpeg missing or failed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClipSpec:
+    """One clip: which scene, at which size, with which picture fault."""
+
+    scene: str
+    width: int
+    height: int
+    variant: str
+
+    def key(self) -> str:
+        """The cache key: changes when anything that shapes the clip changes."""
+        text = "|".join(
+            [GENERATOR_VERSION, self.scene, str(self.width), str(self.height), self.variant,
+             str(FPS), str(DURATION_S), str(KEYFRAME_INTERVAL), _scene_source(self),
+             _variant_filter(self), _font()]
+        )
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return f"{self.scene}-{self.width}x{self.height}-{self.variant}-{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class Clip:
+    """A generated clip on disk."""
+
+    spec: ClipSpec
+    h264: Path
+    snapshot: Path
+
+
+def default_cache_dir() -> Path:
+    """Where clips are cached: $CAMNET_LAB_CACHE, else $XDG_CACHE_HOME/camnet-lab, else ~/.cache."""
+    env = os.environ.get("CAMNET_LAB_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "camnet-lab"
+
+
+def _font() -> str:
+    for candidate in FONT_CANDIDATES:
+        if Path(candidate).exists():
+            return candidate
+    return ""
+
+
+def _scene_source(spec: ClipSpec) -> str:
+    """A lavfi graph for the still background of a scene (frame 60 of a generator)."""
+    s = f"{spec.width}x{spec.height}"
+    if spec.scene == "fractal":
+        return f"mandelbrot=s={s}:maxiter=256"
+    if spec.scene == "meadow":
+        return (f"life=s={s}:mold=10:ratio=0.25:seed=7:death_color=#5d7f4a:"
+                "life_color=#efe4c0:mold_color=#8a6a3a")
+    if spec.scene == "market":
+        # Cellular automaton texture tinted like roofs and walls in afternoon light.
+        return (f"cellauto=s={s}:rule=110:seed=3,format=rgb24,"
+                "lutrgb=r='val*0.55+70':g='val*0.45+55':b='val*0.35+40'")
+    if spec.scene == "pattern":
+        return f"testsrc2=s={s}"
+    raise ValueError(f"unknown scene {spec.scene!r}")
+
+
+def _variant_filter(spec: ClipSpec) -> str:
+    """Filters applied to the camera's view (before the on-screen clock is drawn)."""
+    w, h = spec.width, spec.height
+    if spec.variant in ("ok", "frozen"):
+        return "null"
+    if spec.variant == "moved":
+        # The camera was turned: a different part of the scene, slightly rotated.
+        return (f"crop=iw*0.7:ih*0.7:iw*0.3:ih*0.25,scale={w}:{h},"
+                "rotate=0.14:fillcolor=0x505050")
+    if spec.variant == "blurred":
+        return f"gblur=sigma={max(6, w // 45)}"
+    if spec.variant == "dark":
+        # Night: little light and a lot of sensor noise, but the scene is still there.
+        # Mean luma lands near 26 of 255 (brightness ≈ 0.10): below the `dark` threshold,
+        # above a covered lens, with structure and noise that a black picture lacks.
+        return "colorlevels=romax=0.09:gomax=0.09:bomax=0.09,noise=alls=6:allf=t"
+    if spec.variant == "black":
+        # Covered lens: near-black with faint sensor noise.
+        return "drawbox=c=black:t=fill,noise=alls=2:allf=t"
+    raise ValueError(f"unknown variant {spec.variant!r}")
+
+
+def _graph(spec: ClipSpec) -> str:
+    """The whole filter graph: background, moving element, camera fault, clock."""
+    w, h = spec.width, spec.height
+    font = _font()
+    fontfile = f"fontfile={font}:" if font else ""
+    ow, oh = max(32, w // 10), max(24, h // 8)
+    clock_size = max(12, h // 24)
+    # A moving object (a person or cart) crossing the yard every 3 s.
+    moving = (f"testsrc=s={ow}x{oh}:r={FPS},format=rgb24[obj];"
+              f"[bg][obj]overlay=x='mod(t*{w}/3,{w})':y={int(h * 0.62)}:shortest=1")
+    clock = (f"drawtext={fontfile}text='%{{pts\\:hms}}':x={clock_size // 2}:y={clock_size // 2}:"
+             f"fontsize={clock_size}:fontcolor=white:box=1:boxcolor=black@0.5")
+    return (f"{_scene_source(spec)},trim=start_frame=60,setpts=PTS-STARTPTS,"
+            f"trim=end_frame=1,loop=loop=-1:size=1,fps={FPS},format=rgb24[bg];"
+            f"{moving},{_variant_filter(spec)},{clock},format=yuv420p")
+
+
+def _encoder_args() -> list[str]:
+    return [
+        "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main", "-bf", "0",
+        "-g", str(KEYFRAME_INTERVAL), "-keyint_min", str(KEYFRAME_INTERVAL), "-sc_threshold", "0",
+        "-crf", "26", "-x264-params", "aud=1:repeat-headers=1", "-pix_fmt", "yuv420p",
+        "-f", "h264",
+    ]
+
+
+def _run(cmd: list[str]) -> None:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=ENCODE_TIMEOUT_S,
+                              check=False)
+    except FileNotFoundError as e:
+        raise ClipError("ffmpeg is not installed (Debian package ffmpeg)") from e
+    except subprocess.TimeoutExpired as e:
+        raise ClipError(f"ffmpeg took more than {ENCODE_TIMEOUT_S}s") from e
+    if proc.returncode != 0:
+        raise ClipError(f"ffmpeg failed: {proc.stderr.strip()[-800:]}")
+
+
+def _build(spec: ClipSpec, out_dir: Path) -> None:
+    """Encode one clip and its snapshot into out_dir."""
+    h264 = out_dir / "clip.h264"
+    base = ["ffmpeg", "-nostdin", "-v", "error", "-y"]
+    if spec.variant == "frozen":
+        # A stalled encoder repeats one frame: render the ok picture once, then encode it
+        # unchanged for the whole clip (the clock stops too).
+        ok = ClipSpec(spec.scene, spec.width, spec.height, "ok")
+        still = out_dir / "still.png"
+        _run([*base, "-f", "lavfi", "-i", _graph(ok), "-frames:v", "1", str(still)])
+        _run([*base, "-loop", "1", "-framerate", str(FPS), "-i", str(still),
+              "-t", str(DURATION_S), "-vf", "format=yuv420p", *_encoder_args(), str(h264)])
+        still.unlink()
+    else:
+        _run([*base, "-f", "lavfi", "-i", _graph(spec), "-t", str(DURATION_S),
+              *_encoder_args(), str(h264)])
+    # The snapshot shows the picture two seconds in (the moving element mid-frame).
+    _run([*base, "-i", str(h264), "-vf", f"select=eq(n\\,{2 * FPS})", "-frames:v", "1",
+          "-q:v", "4", str(out_dir / "snapshot.jpg")])
+
+
+def ensure_clip(spec: ClipSpec, cache_dir: Path | None = None) -> Clip:
+    """The clip for spec, encoding it first unless it is already cached."""
+    root = cache_dir or default_cache_dir()
+    final = root / "clips" / spec.key()
+    clip = Clip(spec, final / "clip.h264", final / "snapshot.jpg")
+    if clip.h264.exists() and clip.snapshot.exists():
+        return clip
+    (root / "clips").mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.key()}.", dir=root / "clips"))
+    try:
+        _build(spec, tmp)
+        try:
+            tmp.rename(final)
+        except OSError:
+            if not final.exists():  # another process won the race: use its copy
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return clip
+
+
+def ensure_clips(specs: list[ClipSpec], cache_dir: Path | None = None) -> dict[ClipSpec, Clip]:
+    """Every clip in specs, encoding the missing ones in parallel (one ffmpeg per core)."""
+    unique = list(dict.fromkeys(specs))
+    workers = max(1, min(len(unique), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        clips = list(pool.map(lambda s: ensure_clip(s, cache_dir), unique))
+    return {c.spec: c for c in clips}
+
+
+def all_specs(scene: str, width: int, height: int) -> list[ClipSpec]:
+    """The clips of one camera: every picture variant of its scene and size."""
+    return [ClipSpec(scene, width, height, v) for v in VARIANTS]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lab.clips`: build (or list) the clips of every scene at one size."""
+    parser = argparse.ArgumentParser(description="Build the lab cameras' clips into the cache.")
+    parser.add_argument("--size", default="640x360", help="WIDTHxHEIGHT")
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    w, _, h = args.size.partition("x")
+    specs = [s for scene in SCENES for s in all_specs(scene, int(w), int(h))]
+    try:
+        clips = ensure_clips(specs, args.cache_dir)
+    except ClipError as e:
+        print(f"camnet lab: {e}", file=sys.stderr)
+        return 1
+    for clip in clips.values():
+        print(clip.h264)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

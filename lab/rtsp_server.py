@@ -1,0 +1,204 @@
+"""The lab cameras' RTSP servers: GStreamer's RTSP server looping pre-encoded H.264 clips.
+
+Run by Debian's /usr/bin/python3 (python3-gi, gir1.2-gst-rtsp-server-1.0), as a child of
+`camnet lab`; it imports nothing from camnet. Protocol with the parent, one JSON object per line:
+
+stdin, first line: {"cameras": [{"id", "address", "port", "paths": [...], "fps",
+    "clips": {variant: path}, "width", "height", "username", "password"}]}
+    (username/password null = no RTSP auth). Passwords travel only on this pipe.
+stdin, then: {"seq": N, "cmd": "variant", "camera": ID, "variant": NAME}
+             {"seq": N, "cmd": "auth", "camera": ID, "reject": true|false}
+stdout: {"ready": true} once every server listens; {"ack": N} or {"ack": N, "error": "..."}.
+EOF on stdin (the parent died or stopped) ends this process.
+
+Each camera is its own GstRTSPServer on its own address and private port, so the URL paths
+are exactly those the ONVIF replies announce. One shared media per camera: an appsrc fed one
+access unit per need-data from the clip of the current variant; the sink's clock paces it, so
+an idle camera (no client) costs nothing. Switching the variant restarts at the new clip's
+first keyframe, so live sessions switch too.
+"""
+
+import json
+import os
+import secrets
+import signal
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+
+AUD = b"\x00\x00\x00\x01\x09"
+ROLE = "camera-user"
+
+
+def split_access_units(data):
+    """Split an Annex-B stream written with access-unit delimiters into (bytes, is_key)."""
+    starts = []
+    i = data.find(AUD)
+    while i >= 0:
+        starts.append(i)
+        i = data.find(AUD, i + len(AUD))
+    units = []
+    for n, start in enumerate(starts):
+        end = starts[n + 1] if n + 1 < len(starts) else len(data)
+        au = data[start:end]
+        units.append((au, _has_idr(au)))
+    if not units or not units[0][1]:
+        raise ValueError("clip must start with a keyframe and use access-unit delimiters")
+    return units
+
+
+def _has_idr(au):
+    i = au.find(b"\x00\x00\x01")
+    while i >= 0 and i + 3 < len(au):
+        if au[i + 3] & 0x1F == 5:
+            return True
+        i = au.find(b"\x00\x00\x01", i + 3)
+    return False
+
+
+class Camera:
+    def __init__(self, spec):
+        self.id = spec["id"]
+        self.fps = int(spec.get("fps", 10))
+        self.duration = Gst.SECOND // self.fps
+        self.units = {}
+        for variant, path in spec["clips"].items():
+            with open(path, "rb") as f:
+                self.units[variant] = split_access_units(f.read())
+        self.variant = "ok"
+        self.width = spec["width"]
+        self.height = spec["height"]
+        self.username = spec.get("username")
+        self.password = spec.get("password")
+        self.server = GstRtspServer.RTSPServer()
+        self.server.set_address(spec["address"])
+        self.server.set_service(str(spec["port"]))
+        self.factory = GstRtspServer.RTSPMediaFactory()
+        caps = (f"video/x-h264,stream-format=byte-stream,alignment=au,"
+                f"width={self.width},height={self.height},framerate={self.fps}/1")
+        self.factory.set_launch(
+            f'( appsrc name=src is-live=false format=time max-bytes=0 block=false caps="{caps}" '
+            "! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        )
+        self.factory.set_shared(True)
+        self.factory.set_eos_shutdown(False)
+        # TCP only: every packet then passes the lab's front door (offline/hang/stall faults),
+        # and clients asking for UDP fall back to interleaved TCP as with many NVR setups.
+        self.factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
+        self.factory.add_role_from_structure(Gst.Structure.new_from_string(
+            f"{ROLE}, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
+        ))
+        self.factory.connect("media-configure", self._on_media_configure)
+        mounts = self.server.get_mount_points()
+        for path in spec["paths"]:
+            mounts.add_factory(path, self.factory)
+        self.set_auth(reject=False)
+        if self.server.attach(None) == 0:
+            raise OSError(f"cannot listen on {spec['address']}:{spec['port']}")
+
+    def set_auth(self, reject):
+        """Digest auth with the camera's credentials, or with a random password (`auth` fault)."""
+        if self.username is None and not reject:
+            self.server.set_auth(None)
+            return
+        auth = GstRtspServer.RTSPAuth()
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", ROLE)
+        user = self.username or "admin"
+        password = secrets.token_hex(16) if reject else self.password
+        auth.add_digest(user, password, token)
+        self.server.set_auth(auth)
+
+    def _on_media_configure(self, factory, media):
+        appsrc = media.get_element().get_child_by_name("src")
+        state = {"variant": None, "index": 0, "n": 0}
+        appsrc.set_property("max-buffers", 2) if appsrc.find_property("max-buffers") else None
+        appsrc.connect("need-data", self._on_need_data, state)
+
+    def _on_need_data(self, appsrc, _length, state):
+        if state["variant"] != self.variant:
+            # Switch at the first keyframe of the new clip: the decoder never sees a gap.
+            state["variant"] = self.variant
+            state["index"] = 0
+        units = self.units[state["variant"]]
+        data, _key = units[state["index"]]
+        state["index"] = (state["index"] + 1) % len(units)
+        buf = Gst.Buffer.new_wrapped(data)
+        buf.pts = buf.dts = state["n"] * self.duration
+        buf.duration = self.duration
+        state["n"] += 1
+        appsrc.emit("push-buffer", buf)
+
+
+class Controller:
+    def __init__(self, loop):
+        self.loop = loop
+        self.cameras = {}
+        self.buffer = b""
+
+    def start(self, config):
+        for spec in config["cameras"]:
+            self.cameras[spec["id"]] = Camera(spec)
+        self.reply({"ready": True})
+
+    def reply(self, obj):
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    def on_stdin(self, fd, condition):
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            self.loop.quit()
+            return False
+        self.buffer += chunk
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            if line.strip():
+                self.handle(json.loads(line))
+        return True
+
+    def handle(self, msg):
+        seq = msg.get("seq")
+        try:
+            camera = self.cameras[msg["camera"]]
+            if msg["cmd"] == "variant":
+                if msg["variant"] not in camera.units:
+                    raise KeyError(f"no clip for variant {msg['variant']}")
+                camera.variant = msg["variant"]
+            elif msg["cmd"] == "auth":
+                camera.set_auth(reject=bool(msg["reject"]))
+            else:
+                raise KeyError(f"unknown command {msg['cmd']}")
+        except (KeyError, ValueError) as e:
+            self.reply({"ack": seq, "error": str(e)})
+            return
+        self.reply({"ack": seq})
+
+
+def main():
+    Gst.init(None)
+    loop = GLib.MainLoop()
+    controller = Controller(loop)
+    first = sys.stdin.buffer.readline()
+    if not first:
+        return 1
+    try:
+        controller.start(json.loads(first))
+    except (OSError, ValueError, KeyError) as e:
+        sys.stderr.write(f"rtsp_server: {e}\n")
+        return 1
+    GLib.io_add_watch(sys.stdin.fileno(), GLib.IO_IN | GLib.IO_HUP, controller.on_stdin)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, loop.quit)
+    loop.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
