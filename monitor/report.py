@@ -424,7 +424,8 @@ def render_metrics(report: DeviceReport) -> str:
     lines: list[str] = []
     for name, rows in families.items():
         definition = METRICS.get(name)
-        kind = definition.kind if definition else "gauge"
+        kind = definition.kind if definition else (
+            "counter" if name.endswith("_total") else "gauge")
         help_text = definition.help if definition else name
         lines.append(f"# HELP {name} {help_text.replace(chr(92), chr(92) * 2)}")
         lines.append(f"# TYPE {name} {'counter' if kind == 'counter' else 'gauge'}")

@@ -1,0 +1,147 @@
+"""check_device, the shared "check this device now": ordering, deadlines, prober bugs, secrets.
+
+The probers here are small stand-ins that record how they were called; the real probers are
+exercised end to end by tests/test_probe_cli.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from monitor import checks
+from monitor.config import ApProfile, CameraProfile, OnvifAuth
+from probes.base import CheckResult, Credentials, Status, Target
+
+PASSWORD = "hunter2-XYZ"
+
+
+def camera() -> Target:
+    auth = Credentials(OnvifAuth(type="onvif", username="admin"),
+                       {"password": SecretStr(PASSWORD), "rtsp_password": None})
+    return Target("cam-t-01", "camera", "127.0.15.1", {"camera": "cam-t-01"}, auth,
+                  {"name": None, "onvif_port": 8080, "rtsp_url": None})
+
+
+@pytest.fixture
+def probers(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Replace the prober table; returns a dict the test fills with behaviours."""
+    calls: dict[str, Any] = {"order": [], "deadlines": {}, "state_ids": set()}
+    table: dict[str, Any] = {}
+
+    def make(check: str) -> Any:
+        async def prober(target: Target, settings: Any, state: dict[str, Any],
+                         deadline: float) -> CheckResult:
+            calls["order"].append(f"{check}:start")
+            calls["deadlines"][check] = deadline - asyncio.get_running_loop().time()
+            calls["state_ids"].add(id(state))
+            behaviour = table.get(check, "ok")
+            if behaviour == "hang":
+                await asyncio.sleep(3600)
+            if behaviour == "raise":
+                raise RuntimeError(f"boom with {target.auth.secret('password')}")  # type: ignore[union-attr]
+            if behaviour == "leak":
+                r = CheckResult(check, False, reason="auth_failed",
+                                message=f"login admin:{PASSWORD} refused at "
+                                        f"rtsp://admin:{PASSWORD}@127.0.15.1/ch1",
+                                problems={"auth_failed": True})
+                r.debug(f"sent password {PASSWORD}")
+                r.facts["stream_uri"] = f"rtsp://admin:{PASSWORD}@127.0.15.1/ch1"
+                calls["order"].append(f"{check}:end")
+                return r
+            await asyncio.sleep(0.01)
+            calls["order"].append(f"{check}:end")
+            r = CheckResult(check, True)
+            if check == "rtsp":
+                r.add("camnet_camera_time_to_first_frame_seconds", 0.5)
+            return r
+        return prober
+
+    for name in ("ping", "onvif", "rtsp", "snmp"):
+        monkeypatch.setitem(checks.PROBERS, name, make(name))
+    calls["table"] = table
+    return calls
+
+
+async def test_all_checks_run_rtsp_after_onvif_and_share_state(probers: dict[str, Any]) -> None:
+    state: dict[str, Any] = {}
+    report = await checks.check_device(camera(), CameraProfile(kind="camera"), state)
+    assert report.status == Status.OK
+    assert list(report.results) == ["ping", "onvif", "rtsp"]
+    order = probers["order"]
+    assert order.index("rtsp:start") > order.index("onvif:end")
+    # ping runs beside the ONVIF -> RTSP chain, not after it
+    assert order.index("ping:start") < order.index("onvif:end")
+    assert probers["state_ids"] == {id(state)}
+    names = [s.name for s in report.all_samples()]
+    assert "camnet_camera_time_to_first_frame_seconds" in names and "camnet_camera_up" in names
+
+
+async def test_deadline_comes_from_settings_and_budget(probers: dict[str, Any]) -> None:
+    profile = CameraProfile.model_validate(
+        {"kind": "camera", "ping": {"timeout": "2s", "interval": "10s"},
+         "onvif": {"timeout": "7s"}, "rtsp": {"timeout": "9s"}})
+    await checks.check_device(camera(), profile, {})
+    d = probers["deadlines"]
+    assert 1.5 < d["ping"] <= 2.0 and 6.5 < d["onvif"] <= 7.0 and 8.5 < d["rtsp"] <= 9.0
+    probers["deadlines"].clear()
+    await checks.check_device(camera(), profile, {}, budget=3.0)
+    d = probers["deadlines"]
+    assert d["ping"] <= 2.0 and d["onvif"] <= 3.0 and d["rtsp"] <= 3.0
+    assert d["onvif"] > 2.5
+
+
+async def test_a_hanging_prober_is_cut_off(probers: dict[str, Any],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checks, "OVERRUN_GRACE", 0.05)
+    probers["table"]["onvif"] = "hang"
+    report = await checks.check_device(camera(), CameraProfile(kind="camera"), {}, budget=0.2)
+    assert report.results["onvif"].reason == "timeout"
+    assert not report.results["onvif"].success
+    assert report.results["rtsp"].success  # the chain goes on after a timed-out ONVIF
+    assert report.status == Status.OK  # an ONVIF timeout alone raises no camera problem
+
+
+async def test_prober_bug_is_unknown_and_masks_secret(probers: dict[str, Any]) -> None:
+    probers["table"]["rtsp"] = "raise"
+    report = await checks.check_device(camera(), CameraProfile(kind="camera"), {})
+    assert report.status == Status.UNKNOWN
+    r = report.results["rtsp"]
+    assert r.reason == "internal_error"
+    assert r.message == "rtsp prober failed: RuntimeError: boom with <secret>"
+    assert report.reasons == ["rtsp prober failed: RuntimeError: boom with <secret>"]
+    assert PASSWORD not in "".join(r.log)
+
+
+async def test_secrets_masked_in_message_log_and_facts(probers: dict[str, Any]) -> None:
+    probers["table"]["onvif"] = "leak"
+    report = await checks.check_device(camera(), CameraProfile(kind="camera"), {})
+    r = report.results["onvif"]
+    assert PASSWORD not in r.message + "".join(r.log) + str(r.facts)
+    assert r.facts["stream_uri"] == "rtsp://<secret>@127.0.15.1/ch1"
+    assert report.status == Status.CRITICAL and report.reasons == ["auth_failed"]
+
+
+async def test_disabled_check_is_skipped(probers: dict[str, Any]) -> None:
+    profile = CameraProfile.model_validate({"kind": "camera", "onvif": {"enabled": False}})
+    report = await checks.check_device(camera(), profile, {})
+    assert list(report.results) == ["ping", "rtsp"]
+    assert report.skipped == ["onvif"]
+    assert "onvif:start" not in probers["order"]
+
+
+async def test_ap_checks(probers: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checks, "OVERRUN_GRACE", 0.05)
+    target = Target("ap-t-01", "ap", "127.0.15.2", {"ap": "ap-t-01"}, None, {"snmp_port": 1161})
+    probers["table"]["snmp"] = "hang"
+    report = await checks.check_device(target, ApProfile(kind="ap"), {}, budget=0.1)
+    assert report.status == Status.CRITICAL
+    assert report.reasons == ["snmp: timeout"]
+
+
+def test_redact_url_userinfo_without_known_secret() -> None:
+    assert checks.redact("rtsp://u:p@h/x and http://a@b", []) == \
+        "rtsp://<secret>@h/x and http://<secret>@b"
