@@ -2,15 +2,80 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import time
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from probes.base import CheckResult, CheckSettings, MetricDef, Target
+from probes import snmp_modules as m
+from probes.base import CheckResult, CheckSettings, Duration, MetricDef, Target
+from probes.snmp_ber import (
+    GET_NEXT_REQUEST,
+    OBJECT_IDENTIFIER,
+    VERSION_1,
+    VERSION_2C,
+    VarBind,
+    decode_subids,
+    encode_oid,
+    oid_str,
+)
+from probes.snmp_client import (
+    CommunitySession,
+    Session,
+    SnmpError,
+    SnmpNoSuchObject,
+    SnmpWalkError,
+    Stats,
+    get,
+    walk,
+)
 
 METRICS: dict[str, MetricDef] = {
     "camnet_ap_up": MetricDef("gauge", "1 when the SNMP agent answered in the last check"),
+    "camnet_ap_boot_time_seconds": MetricDef(
+        "gauge", "Unix time of the last boot (largest of sysUpTime, snmpEngineTime, hrSystemUptime)"
+    ),
+    "camnet_ap_wifi_clients": MetricDef(
+        "gauge", "WiFi clients associated, per radio", ("radio",)
+    ),
+    "camnet_ap_wifi_channel": MetricDef("gauge", "WiFi channel in use, per radio", ("radio",)),
+    "camnet_ap_wifi_frequency_hertz": MetricDef(
+        "gauge", "WiFi centre frequency, per radio", ("radio",)
+    ),
+    "camnet_ap_wifi_noise_dbm": MetricDef("gauge", "WiFi noise floor in dBm, per radio", ("radio",)),
+    "camnet_ap_wifi_utilization_ratio": MetricDef(
+        "gauge", "Share of airtime the channel is busy (0-1), per radio", ("radio",)
+    ),
+    "camnet_ap_interface_up": MetricDef(
+        "gauge", "1 when the interface's ifOperStatus is up", ("interface",)
+    ),
+    "camnet_ap_interface_receive_bytes_total": MetricDef(
+        "counter", "Bytes received (ifHCInOctets, ifInOctets where 64-bit is missing)",
+        ("interface",),
+    ),
+    "camnet_ap_interface_transmit_bytes_total": MetricDef(
+        "counter", "Bytes sent (ifHCOutOctets, ifOutOctets where 64-bit is missing)",
+        ("interface",),
+    ),
+    "camnet_ap_interface_errors_total": MetricDef(
+        "counter", "Packets with errors (ifInErrors, ifOutErrors)", ("interface", "direction")
+    ),
+    "camnet_ap_cpu_usage_ratio": MetricDef("gauge", "CPU busy share (0-1), averaged over CPUs"),
+    "camnet_ap_memory_usage_ratio": MetricDef("gauge", "Memory in use (0-1), without caches"),
+    "camnet_ap_info": MetricDef(
+        "info", "Identity of the access point", ("vendor", "model", "sys_name", "sys_descr")
+    ),
+    "camnet_ap_snmp_varbinds": MetricDef("gauge", "Varbinds received in the last SNMP check"),
+    "camnet_ap_snmp_requests": MetricDef(
+        "gauge", "SNMP requests sent in the last check, retries included"
+    ),
 }
+
+# A boot time that moves by less than this is the same boot (poll latency, rounding).
+BOOT_TIME_JITTER = 2.0
+SYS_UPTIME_WRAP = 2**32 / 100  # TimeTicks wrap after 497 days
 
 
 class SnmpSettings(CheckSettings):
@@ -19,14 +84,322 @@ class SnmpSettings(CheckSettings):
     module: str = Field(default="auto", description="device profile, or auto from sysObjectID")
     port: int = Field(default=161, ge=1, le=65535)
     retries: int = Field(default=1, ge=0, le=10)
+    request_timeout: Duration = Field(default=2.0, description="wait for one answer")
     max_repetitions: int = Field(default=25, ge=1, le=200)
     bulk: bool = True
     mode: Literal["fast", "pysnmp"] = "fast"
     concurrency: int = Field(default=64, ge=1, le=1024)
+
+    @field_validator("module")
+    @classmethod
+    def _known_module(cls, v: str) -> str:
+        if v != "auto" and v not in m.MODULES:
+            raise ValueError(f"unknown module {v!r}; one of: auto, {', '.join(m.MODULES)}")
+        return v
+
+
+@functools.lru_cache(maxsize=4096)
+def _enc(oid: str) -> bytes:
+    return encode_oid(oid)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace").rstrip("\x00").strip()
+    return "" if value is None else str(value)
+
+
+def make_session(target: Target, settings: SnmpSettings) -> Session:
+    """The transport for a target: the lean codec for v1/v2c, pysnmp for v3 (or on request)."""
+    auth = target.auth.config if target.auth is not None else None
+    version = getattr(auth, "version", "2c")
+    port = int(target.options.get("snmp_port") or settings.port)
+    if version == "3" or settings.mode == "pysnmp":
+        from probes.snmp_v3 import PysnmpSession
+
+        return PysnmpSession(target.address, port, target.auth, settings.request_timeout,
+                             settings.retries)
+    community = (target.auth.secret("community") if target.auth is not None else None) or "public"
+    return CommunitySession(target.address, port, VERSION_1 if version == "1" else VERSION_2C,
+                            community.encode(), settings.request_timeout, settings.retries)
+
+
+async def _detect(session: Session, sys_object_id: str, state: dict[str, Any]) -> m.Module:
+    """The module for `auto`: by sysObjectID, else by probing vendor subtrees (cached)."""
+    module = m.module_for_sys_object_id(sys_object_id)
+    if module is not None:
+        return module
+    cached = state.get("detected")
+    if cached and cached[0] == sys_object_id:
+        return m.MODULES[cached[1]]
+    candidates = [m.MODULES[name] for name in m.DETECT_ORDER]
+    probes = [_enc(c.detect[0]) for c in candidates]
+    resp = await session.request(GET_NEXT_REQUEST, probes)
+    chosen = m.MODULES["generic"]
+    if not resp.error_status and len(resp.varbinds) == len(probes):
+        for module, probe, vb in zip(candidates, probes, resp.varbinds, strict=True):
+            if vb[0].startswith(probe) and vb[2] is not None:
+                chosen = module
+                break
+    state["detected"] = (sys_object_id, chosen.name)
+    return chosen
+
+
+def _column(varbinds: list[VarBind], prefix: bytes) -> dict[bytes, Any]:
+    """Row index (encoded suffix) -> value of one walked column."""
+    n = len(prefix)
+    return {vb[0][n:]: vb[2] for vb in varbinds}
 
 
 async def probe_snmp(
     target: Target, settings: SnmpSettings, state: dict[str, Any], deadline: float
 ) -> CheckResult:
     """Poll the access point's SNMP agent once."""
-    raise NotImplementedError  # filled by the access-point issue (#4)
+    result = CheckResult("snmp", success=False)
+    session = make_session(target, settings)
+    answered = False
+    try:
+        async with asyncio.timeout_at(deadline):
+            answered = await _poll(session, target, settings, state, result)
+    except SnmpError as exc:
+        answered = answered or bool(result.facts.get("sys_object_id"))
+        result.reason = exc.reason
+        result.message = str(exc)
+    except TimeoutError:
+        result.reason = "timeout"
+        result.message = "check deadline reached"
+    finally:
+        close = getattr(session, "close", None)
+        if close is not None:
+            close()
+    stats: Stats = getattr(session, "stats", Stats())
+    if result.facts.get("sys_object_id") is not None:
+        answered = True
+    result.success = answered and result.reason in ("", "oid_not_increasing", "no_such_object")
+    if answered and result.reason:
+        result.problems["snmp_partial"] = True
+    result.add("camnet_ap_up", 1 if answered else 0)
+    result.add("camnet_ap_snmp_varbinds", stats.varbinds)
+    result.add("camnet_ap_snmp_requests", stats.requests)
+    result.facts["requests"] = stats.requests
+    result.facts["retries"] = stats.retries
+    result.facts["varbinds"] = stats.varbinds
+    prev = state.get("answered")
+    if prev is not None and prev != answered:
+        result.debug("agent answers again" if answered else f"agent stopped answering: {result.reason}")
+    state["answered"] = answered
+    return result
+
+
+async def _poll(session: Session, target: Target, settings: SnmpSettings, state: dict[str, Any],
+                result: CheckResult) -> bool:
+    """The poll itself; fills `result`, returns True once the agent answered."""
+    preset = None if settings.module == "auto" else m.MODULES[settings.module]
+    known: m.Module | None = preset or (m.MODULES.get(state["module"]) if "module" in state else None)
+    scalar_oids = list(m.GENERIC_SCALARS)
+    if known is not None:
+        scalar_oids += known.scalars()
+    found = await get(session, [_enc(o) for o in scalar_oids])
+    if _enc(m.SYS_UPTIME) not in found and _enc(m.SYS_OBJECT_ID) not in found:
+        raise SnmpNoSuchObject("the agent has neither sysUpTime nor sysObjectID")
+    sys_object_id_vb = found.get(_enc(m.SYS_OBJECT_ID))
+    sys_object_id = (oid_str(sys_object_id_vb[2]) if sys_object_id_vb is not None
+                     and sys_object_id_vb[1] == OBJECT_IDENTIFIER and sys_object_id_vb[2] else "")
+    result.facts["sys_object_id"] = sys_object_id
+    result.debug(f"system group read, sysObjectID {sys_object_id or '-'}")
+
+    module = preset or await _detect(session, sys_object_id, state)
+    if state.get("module") != module.name:
+        result.debug(f"module {module.name}")
+        state["module"] = module.name
+    missing = [o for o in module.scalars() if o not in scalar_oids]
+    if missing:
+        found.update(await get(session, [_enc(o) for o in missing]))
+
+    columns = m.GENERIC_COLUMNS + [c for c in module.walk_columns() if c not in m.GENERIC_COLUMNS]
+    prefixes = [_enc(c) for c in columns]
+    reason = ""
+    try:
+        walked = await walk(session, prefixes, module.max_repetitions or settings.max_repetitions,
+                            settings.bulk and module.bulk)
+    except SnmpWalkError as exc:
+        # Keep what the system group gave; the walk result is incomplete.
+        walked = [[] for _ in columns]
+        reason = exc.reason
+        result.message = str(exc)
+    cols = {c: _column(vbs, p) for c, p, vbs in zip(columns, prefixes, walked, strict=True)}
+    _emit(result, module, found, cols, state)
+    result.reason = reason
+    return True
+
+
+def _scalar(found: dict[bytes, VarBind], oid: str) -> Any:
+    vb = found.get(_enc(oid))
+    return None if vb is None else vb[2]
+
+
+def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
+          cols: dict[str, dict[bytes, Any]], state: dict[str, Any]) -> None:
+    """Turn the raw values into samples and facts."""
+    add = result.add
+    # Uptimes: sysUpTime wraps after 497 days, so the largest of the three clocks wins.
+    uptimes = []
+    for oid, scale in ((m.SYS_UPTIME, 0.01), (m.SNMP_ENGINE_TIME, 1.0), (m.HR_SYSTEM_UPTIME, 0.01)):
+        value = _scalar(found, oid)
+        if isinstance(value, int) and value > 0:
+            uptimes.append(value * scale)
+    if uptimes:
+        uptime = max(uptimes)
+        boot = time.time() - uptime
+        previous = state.get("boot_time")
+        if previous is not None and abs(boot - previous) < BOOT_TIME_JITTER:
+            boot = previous
+        elif previous is not None:
+            result.debug("boot time changed: the device rebooted")
+        state["boot_time"] = boot
+        add("camnet_ap_boot_time_seconds", round(boot, 2))
+        result.facts["uptime"] = uptime
+
+    sys_descr = _text(_scalar(found, m.SYS_DESCR))
+    sys_name = _text(_scalar(found, m.SYS_NAME))
+    result.facts["sys_descr"] = sys_descr
+    result.facts["sys_name"] = sys_name
+    result.facts["module"] = module.name
+
+    # Interfaces, named by ifName (ifDescr where ifName is missing or empty).
+    names = cols[m.IF_NAME]
+    descrs = cols[m.IF_DESCR]
+    oper = cols[m.IF_OPER_STATUS]
+    hc_in, hc_out = cols[m.IF_HC_IN_OCTETS], cols[m.IF_HC_OUT_OCTETS]
+    in32, out32 = cols[m.IF_IN_OCTETS], cols[m.IF_OUT_OCTETS]
+    in_err, out_err = cols[m.IF_IN_ERRORS], cols[m.IF_OUT_ERRORS]
+    if_names: dict[bytes, str] = {}
+    seen: set[str] = set()
+    interfaces = []
+    for index in dict.fromkeys([*descrs, *names, *oper]):
+        name = _text(names.get(index)) or _text(descrs.get(index))
+        ifindex = ".".join(map(str, decode_subids(index)))
+        if not name or name in seen:
+            name = f"{name or 'if'}#{ifindex}"  # unnamed or duplicate names stay distinct
+        seen.add(name)
+        if_names[index] = name
+        status = oper.get(index)
+        rx = hc_in.get(index)
+        if rx is None:
+            rx = in32.get(index)
+        tx = hc_out.get(index)
+        if tx is None:
+            tx = out32.get(index)
+        up = None if status is None else int(status == 1)
+        add("camnet_ap_interface_up", up, interface=name)
+        add("camnet_ap_interface_receive_bytes_total", rx, interface=name)
+        add("camnet_ap_interface_transmit_bytes_total", tx, interface=name)
+        add("camnet_ap_interface_errors_total", in_err.get(index), interface=name, direction="in")
+        add("camnet_ap_interface_errors_total", out_err.get(index), interface=name,
+            direction="out")
+        interfaces.append({"name": name, "index": ifindex, "up": up, "rx_bytes": rx,
+                           "tx_bytes": tx})
+    result.facts["interfaces"] = interfaces
+
+    # CPU: HOST-RESOURCES hrProcessorLoad averaged, else the vendor's figure.
+    loads = [v for v in cols[m.HR_PROCESSOR_LOAD].values() if isinstance(v, int)]
+    cpu: float | None = sum(loads) / len(loads) / 100 if loads else None
+    if cpu is None and module.cpu_pct_column:
+        vendor = [v for v in cols[module.cpu_pct_column].values() if isinstance(v, int)]
+        cpu = sum(vendor) / len(vendor) / 100 if vendor else None
+    if cpu is None and module.cpu_pct_scalar:
+        value = _scalar(found, module.cpu_pct_scalar)
+        cpu = value / 100 if isinstance(value, int) else None
+    add("camnet_ap_cpu_usage_ratio", cpu)
+
+    # Memory: UCD (total - free - buffers - cached), the vendor's kB figures, or hrStorageRam.
+    memory: float | None = None
+    for quad in ((m.UCD_MEM_TOTAL_REAL, m.UCD_MEM_AVAIL_REAL, m.UCD_MEM_BUFFER, m.UCD_MEM_CACHED),
+                 module.memory_kb):
+        if quad is None:
+            continue
+        total, free, buffers, cached = (_scalar(found, o) for o in quad)
+        if isinstance(total, int) and total > 0 and isinstance(free, int):
+            used = total - free - (buffers if isinstance(buffers, int) else 0) \
+                - (cached if isinstance(cached, int) else 0)
+            memory = min(1.0, max(0.0, used / total))
+            break
+    if memory is None:
+        ram = _enc(m.HR_STORAGE_RAM)
+        for index, kind in cols[m.HR_STORAGE_TYPE].items():
+            size = cols[m.HR_STORAGE_SIZE].get(index)
+            used_units = cols[m.HR_STORAGE_USED].get(index)
+            if kind == ram and isinstance(size, int) and size > 0 and isinstance(used_units, int):
+                memory = min(1.0, used_units / size)
+                break
+    add("camnet_ap_memory_usage_ratio", memory)
+
+    # WiFi: per radio, clients summed (gauges even where the MIB says Counter32).
+    clients: dict[str, float] = {}
+    if module.clients_scalar:
+        value = _scalar(found, module.clients_scalar)
+        if isinstance(value, int):
+            clients["all"] = value
+    per_radio: dict[str, dict[str, float]] = {}
+    for table in module.radios:
+        labels = cols.get(table.label)
+        wanted = (("clients", table.clients), ("channel", table.channel),
+                  ("frequency", table.frequency_mhz), ("noise", table.noise_dbm),
+                  ("utilisation", table.utilisation_pct))
+        for what, column in wanted:
+            if column is None:
+                continue
+            for index, value in cols[column].items():
+                if not isinstance(value, int):
+                    continue
+                radio = _radio_label(table.label, index, labels, if_names)
+                if what == "clients":
+                    clients[radio] = clients.get(radio, 0) + value
+                else:
+                    per_radio.setdefault(radio, {}).setdefault(what, value)
+    for radio, count in clients.items():
+        add("camnet_ap_wifi_clients", count, radio=radio)
+    for radio, figures in per_radio.items():
+        channel: float | None = figures.get("channel")
+        freq = figures.get("frequency")
+        if channel is None and freq:
+            channel = _channel_from_mhz(freq)
+        add("camnet_ap_wifi_channel", channel, radio=radio)
+        add("camnet_ap_wifi_frequency_hertz", freq * 1e6 if freq else None, radio=radio)
+        add("camnet_ap_wifi_noise_dbm", figures.get("noise"), radio=radio)
+        util = figures.get("utilisation")
+        add("camnet_ap_wifi_utilization_ratio", None if util is None else util / 100, radio=radio)
+    result.facts["clients"] = clients
+    result.facts["radios"] = per_radio
+
+    model = _text(_scalar(found, module.model_scalar)) if module.model_scalar else ""
+    if not model and module.model_column:
+        model = next((t for t in map(_text, cols[module.model_column].values()) if t), "")
+    result.facts["vendor"] = module.vendor
+    result.facts["model"] = model
+    add("camnet_ap_info", 1, vendor=module.vendor, model=model, sys_name=sys_name,
+        sys_descr=sys_descr)
+
+
+def _radio_label(label: str, index: bytes, labels: dict[bytes, Any] | None,
+                 if_names: dict[bytes, str]) -> str:
+    if label.startswith("="):
+        return label[1:]
+    if label == "ifindex":
+        return if_names.get(index) or ".".join(map(str, decode_subids(index)))
+    if labels is not None and index in labels:
+        text = _text(labels[index])
+        if text:
+            return text
+    return ".".join(map(str, decode_subids(index)))
+
+
+def _channel_from_mhz(mhz: float) -> int | None:
+    """IEEE channel number of a 2.4 or 5 GHz centre frequency."""
+    if 2412 <= mhz <= 2472:
+        return int((mhz - 2407) // 5)
+    if mhz == 2484:
+        return 14
+    if 5000 <= mhz <= 5900:
+        return int((mhz - 5000) // 5)
+    return None

@@ -1,0 +1,367 @@
+"""Asyncio SNMP manager: one shared UDP socket, one request in flight per device, bulk walks.
+
+v1/v2c go through the hand-written BER codec (`probes.snmp_ber`); v3 goes through pysnmp's USM
+(`probes.snmp_v3`) behind the same `request()` call, so gets and walks are shared code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import socket
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, cast
+
+from probes.snmp_ber import (
+    END_OF_MIB_VIEW,
+    GET_BULK_REQUEST,
+    GET_NEXT_REQUEST,
+    GET_REQUEST,
+    REPORT,
+    VERSION_1,
+    BerError,
+    Response,
+    VarBind,
+    decode_message,
+    encode_request,
+    oid_str,
+    oid_tuple,
+)
+
+RECEIVE_BUFFER = 4 * 1024 * 1024  # 100 devices answering at once overflowed the default buffer
+MAX_REQUESTS_PER_WALK = 5000  # a lying agent must not keep a walk going until the deadline
+
+ERROR_STATUS = {
+    1: "tooBig", 2: "noSuchName", 3: "badValue", 4: "readOnly", 5: "genErr", 6: "noAccess",
+    7: "wrongType", 8: "wrongLength", 9: "wrongEncoding", 10: "wrongValue", 11: "noCreation",
+    12: "inconsistentValue", 13: "resourceUnavailable", 14: "commitFailed", 15: "undoFailed",
+    16: "authorizationError", 17: "notWritable", 18: "inconsistentName",
+}
+
+
+# ---------------------------------------------------------------- errors (classified here only)
+
+
+class SnmpError(Exception):
+    """Base of every SNMP failure; `reason` is the classified reason a CheckResult carries."""
+
+    reason = "error"
+
+
+class SnmpTimeout(SnmpError):
+    """No (valid) answer within the timeout after all retries; also a wrong community."""
+
+    reason = "timeout"
+
+
+class SnmpAuthError(SnmpError):
+    """The agent rejected our v3 credentials (unknown user, wrong key, unsupported level)."""
+
+    reason = "auth_failed"
+
+
+class SnmpUnreachable(SnmpError):
+    """The address cannot be reached or resolved."""
+
+    reason = "unreachable"
+
+
+class SnmpBadReply(SnmpError):
+    """The agent sent something that is not a valid answer to our request."""
+
+    reason = "bad_reply"
+
+
+class SnmpAgentError(SnmpError):
+    """The agent answered with an error-status."""
+
+    reason = "agent_error"
+
+    def __init__(self, status: int, index: int) -> None:
+        super().__init__(f"agent error-status {ERROR_STATUS.get(status, status)} at varbind {index}")
+        self.status = status
+        self.index = index
+
+
+class SnmpNoSuchObject(SnmpError):
+    """A required object does not exist on the agent."""
+
+    reason = "no_such_object"
+
+
+class SnmpWalkError(SnmpError):
+    """The agent returned OIDs that do not increase: the walk would never end."""
+
+    reason = "oid_not_increasing"
+
+
+# ---------------------------------------------------------------- the shared socket
+
+
+@dataclass(slots=True)
+class _Pending:
+    request_id: int
+    community: bytes
+    future: asyncio.Future[Response]
+
+
+class _ManagerProtocol(asyncio.DatagramProtocol):
+    """Matches answers to the one pending request of their source address."""
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[str, int], _Pending] = {}
+        self.locks: dict[tuple[str, int], asyncio.Lock] = {}
+        self.transport: asyncio.DatagramTransport | None = None
+        self.stray = 0  # answers from addresses we did not ask, or to requests we gave up on
+        self.malformed = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        pending = self.pending.get((str(addr[0]), int(addr[1])))
+        if pending is None or pending.future.done():
+            self.stray += 1
+            return
+        try:
+            resp = decode_message(data)
+        except BerError as exc:
+            self.malformed += 1
+            pending.future.set_exception(SnmpBadReply(f"malformed answer: {exc}"))
+            return
+        if resp.request_id != pending.request_id or resp.community != pending.community:
+            self.stray += 1  # a late answer to an earlier request, or not for us
+            return
+        pending.future.set_result(resp)
+
+    def error_received(self, exc: Exception) -> None:
+        # An unconnected socket cannot tell which device an ICMP error belongs to; the
+        # request then times out and is classified as such.
+        pass
+
+
+_MANAGERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, _ManagerProtocol]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _manager(family: int) -> _ManagerProtocol:
+    """The shared socket of this event loop for an address family (created once)."""
+    loop = asyncio.get_running_loop()
+    per_loop = _MANAGERS.setdefault(loop, {})
+    proto = per_loop.get(family)
+    if proto is not None and proto.transport is not None and not proto.transport.is_closing():
+        return proto
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        sock.bind(("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0))
+        sock.setblocking(False)
+        _, created = await loop.create_datagram_endpoint(_ManagerProtocol, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    per_loop[family] = created
+    return created
+
+
+def close_managers() -> None:
+    """Close the shared sockets of the running loop (tests and clean shutdown)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    for proto in _MANAGERS.pop(loop, {}).values():
+        if proto.transport is not None:
+            proto.transport.close()
+
+
+_request_ids = itertools.count(random.randrange(1, 1 << 30))
+
+
+def _next_request_id() -> int:
+    return next(_request_ids) & 0x7FFFFFFF or 1
+
+
+async def resolve(host: str, port: int) -> tuple[int, tuple[str, int]]:
+    """Address family and numeric address of a host (hostnames are resolved once per call)."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise SnmpUnreachable(f"cannot resolve {host!r}: {exc}") from exc
+    family, _, _, _, sockaddr = infos[0]
+    return family, (str(sockaddr[0]), int(sockaddr[1]))
+
+
+# ---------------------------------------------------------------- sessions
+
+
+class Session(Protocol):
+    """What gets and walks need from a transport: one request, one answer."""
+
+    version: int
+
+    async def request(self, pdu_type: int, oids: Sequence[bytes], non_repeaters: int = 0,
+                      max_repetitions: int = 0) -> Response:
+        """Send one PDU and return the agent's answer (raises SnmpError)."""
+        ...
+
+
+@dataclass(slots=True)
+class Stats:
+    """What one poll cost on the wire."""
+
+    requests: int = 0
+    retries: int = 0
+    varbinds: int = 0
+
+
+@dataclass
+class CommunitySession:
+    """A v1/v2c agent reached through the shared socket; at most one request in flight."""
+
+    host: str
+    port: int
+    version: int
+    community: bytes
+    timeout: float = 2.0
+    retries: int = 1
+    stats: Stats = field(default_factory=Stats)
+    _addr: tuple[str, int] | None = None
+    _proto: _ManagerProtocol | None = None
+
+    async def _connect(self) -> tuple[_ManagerProtocol, tuple[str, int]]:
+        if self._proto is None or self._addr is None:
+            family, self._addr = await resolve(self.host, self.port)
+            self._proto = await _manager(family)
+        return self._proto, self._addr
+
+    async def request(self, pdu_type: int, oids: Sequence[bytes], non_repeaters: int = 0,
+                      max_repetitions: int = 0) -> Response:
+        """Send one PDU (retrying on silence) and return the matching answer."""
+        proto, addr = await self._connect()
+        lock = proto.locks.get(addr)
+        if lock is None:
+            lock = proto.locks[addr] = asyncio.Lock()
+        request_id = _next_request_id()
+        message = encode_request(self.version, self.community, pdu_type, request_id, list(oids),
+                                 non_repeaters, max_repetitions)
+        loop = asyncio.get_running_loop()
+        async with lock:  # one request in flight per device, whoever asks
+            transport = proto.transport
+            assert transport is not None
+            for attempt in range(self.retries + 1):
+                future: asyncio.Future[Response] = loop.create_future()
+                proto.pending[addr] = _Pending(request_id, self.community, future)
+                self.stats.requests += 1
+                self.stats.retries += attempt > 0
+                try:
+                    transport.sendto(message, addr)
+                    async with asyncio.timeout(self.timeout):
+                        resp = await future
+                except TimeoutError:
+                    continue
+                except OSError as exc:
+                    raise SnmpUnreachable(f"cannot send to {addr[0]}: {exc}") from exc
+                finally:
+                    proto.pending.pop(addr, None)
+                if resp.pdu_type == REPORT:
+                    raise SnmpBadReply("unexpected Report PDU to a community request")
+                self.stats.varbinds += len(resp.varbinds)
+                return resp
+        raise SnmpTimeout(
+            f"no answer from {addr[0]}:{addr[1]} after {self.retries + 1} tries of {self.timeout:g}s"
+        )
+
+
+# ---------------------------------------------------------------- get and walk
+
+
+async def get(session: Session, oids: Sequence[bytes]) -> dict[bytes, VarBind]:
+    """GET the given OIDs; objects the agent lacks are left out (v1 noSuchName is retried)."""
+    wanted = list(oids)
+    found: dict[bytes, VarBind] = {}
+    while wanted:
+        resp = await session.request(GET_REQUEST, wanted)
+        if resp.error_status:
+            if resp.error_status == 2 and session.version == VERSION_1 \
+                    and 1 <= resp.error_index <= len(wanted):
+                # v1 has no per-varbind exceptions: drop the missing object and ask again.
+                del wanted[resp.error_index - 1]
+                continue
+            raise SnmpAgentError(resp.error_status, resp.error_index)
+        if len(resp.varbinds) != len(wanted):
+            raise SnmpBadReply(f"asked {len(wanted)} objects, got {len(resp.varbinds)}")
+        for asked, vb in zip(wanted, resp.varbinds, strict=True):
+            if vb[0] != asked:
+                raise SnmpBadReply(f"asked {oid_str(asked)}, got {oid_str(vb[0])}")
+            if vb[2] is not None or vb[1] == 0x05:
+                found[asked] = vb
+        break
+    return found
+
+
+async def walk(session: Session, columns: Sequence[bytes], max_repetitions: int = 25,
+               bulk: bool = True) -> list[list[VarBind]]:
+    """Walk several subtrees side by side (GETBULK, or GETNEXT for v1 and broken agents).
+
+    Returns one list of varbinds per subtree, in agent order. Raises SnmpWalkError when an
+    agent returns a non-increasing OID (it would loop forever).
+    """
+    results: list[list[VarBind]] = [[] for _ in columns]
+    position = list(columns)
+    last = [oid_tuple(c) for c in columns]
+    active = list(range(len(columns)))
+    if session.version == VERSION_1:
+        bulk = False
+    repetitions = max_repetitions
+    for _ in range(MAX_REQUESTS_PER_WALK):
+        if not active:
+            return results
+        asked = [position[c] for c in active]
+        if bulk:
+            resp = await session.request(GET_BULK_REQUEST, asked, 0, repetitions)
+        else:
+            resp = await session.request(GET_NEXT_REQUEST, asked)
+        if resp.error_status:
+            if resp.error_status == 1 and bulk and repetitions > 1:
+                repetitions = max(1, repetitions // 2)  # tooBig: ask for fewer rows
+                continue
+            if resp.error_status == 2 and not bulk and 1 <= resp.error_index <= len(active):
+                # v1 GETNEXT past the end of the MIB: that column is finished.
+                del active[resp.error_index - 1]
+                continue
+            raise SnmpAgentError(resp.error_status, resp.error_index)
+        varbinds = resp.varbinds
+        width = len(active)
+        if not varbinds or (not bulk and len(varbinds) != width):
+            raise SnmpBadReply(f"walk answer with {len(varbinds)} varbinds for {width} columns")
+        going = [True] * width
+        progressed = False
+        for k, vb in enumerate(varbinds):
+            slot = k % width
+            if not going[slot]:
+                continue
+            c = active[slot]
+            oid = vb[0]
+            prefix = columns[c]
+            if vb[1] == END_OF_MIB_VIEW or len(oid) <= len(prefix) or not oid.startswith(prefix):
+                going[slot] = False
+                continue
+            t = oid_tuple(oid)
+            if t <= last[c]:
+                raise SnmpWalkError(
+                    f"agent returned {oid_str(oid)} after {'.'.join(map(str, last[c]))}"
+                )
+            last[c] = t
+            position[c] = oid
+            results[c].append(vb)
+            progressed = True
+        active = [c for slot, c in enumerate(active) if going[slot]]
+        if active and not progressed:
+            raise SnmpBadReply("walk made no progress")
+    raise SnmpBadReply(f"walk did not finish after {MAX_REQUESTS_PER_WALK} requests")
