@@ -11,9 +11,17 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from probes.base import Credentials, StrictModel, Target
+from probes.base import CheckSettings, Credentials, StrictModel, Target, parse_duration
 from probes.onvif import OnvifSettings
 from probes.ping import PingSettings
 from probes.rtsp import RtspSettings
@@ -21,13 +29,23 @@ from probes.snmp import SnmpSettings
 
 DEFAULT_CONFIG = Path("config/camnet.yaml")
 
+# What camnet prints in place of a secret wherever it renders config (--debug views).
+REDACTED = "<secret>"
+
 ID_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 Ident = Annotated[str, Field(pattern=ID_RE)]
+ID_RULE = "must be 1-63 of a-z, 0-9, '-', '_', '.', starting with a letter or digit"
 LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-# Labels the exporter sets itself; a device's `labels:` may not override them.
+# Labels the exporter sets itself (device identity and the label names of camnet's own
+# families); a device's `labels:` may not override them.
 RESERVED_LABELS = frozenset(
     {"commune", "site", "camera", "ap", "operator", "problem", "interface", "radio", "direction",
-     "kind", "check", "reason", "job", "instance"}
+     "kind", "check", "reason", "job", "instance", "vendor", "model", "firmware", "serial",
+     "sys_name", "sys_descr", "version", "le", "quantile"}
+)
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
 )
 
 
@@ -37,6 +55,51 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+def _is_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(_HOSTNAME_RE.match(host))
+    return True
+
+
+def _check_host(v: str) -> str:
+    # Never echo the value: an address like `admin:pw@10.0.0.5` carries a password.
+    host = v.strip()
+    if not _is_host(host):
+        raise ValueError("must be a host name or an IP address (no scheme, user, port or path)")
+    return host
+
+
+def _check_url(v: str | None, schemes: tuple[str, ...]) -> str | None:
+    # Never echo the value: the URL may carry a password.
+    if v is None:
+        return v
+    try:
+        parts = urlsplit(v)
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    if "@" in parts.netloc:
+        raise ValueError("must not contain credentials; put them in the camera's onvif auth")
+    if parts.scheme not in schemes or not parts.hostname:
+        wanted = " or ".join(f"{s}://" for s in schemes)
+        raise ValueError(f"must be an {wanted} URL with a host")
+    return v
+
+
+def _check_label_name(v: str) -> str:
+    if not LABEL_NAME_RE.match(v) or v.startswith("__"):
+        raise ValueError(
+            "is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+        )
+    if v in RESERVED_LABELS:
+        raise ValueError("is a label camnet sets itself and cannot be overridden")
+    return v
+
+
+LabelName = Annotated[str, AfterValidator(_check_label_name)]
 
 
 # ---------------------------------------------------------------- secrets
@@ -50,7 +113,7 @@ class OnvifAuth(StrictModel):
     password: SecretStr | None = None
     password_file: Path | None = None
     password_env: str | None = None
-    rtsp_username: str | None = None
+    rtsp_username: str | None = Field(default=None, description="if RTSP uses another user")
     rtsp_password: SecretStr | None = None
     rtsp_password_file: Path | None = None
     rtsp_password_env: str | None = None
@@ -68,7 +131,7 @@ class SnmpAuth(StrictModel):
     community: SecretStr | None = None
     community_file: Path | None = None
     community_env: str | None = None
-    username: str | None = None
+    username: str | None = Field(default=None, min_length=1)
     security_level: Literal["noAuthNoPriv", "authNoPriv", "authPriv"] = "authPriv"
     auth_protocol: Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"] = "SHA"
     auth_password: SecretStr | None = None
@@ -83,16 +146,26 @@ class SnmpAuth(StrictModel):
     @field_validator("version", mode="before")
     @classmethod
     def _version_as_text(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, int) else v
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
 Auth = Annotated[OnvifAuth | SnmpAuth, Field(discriminator="type")]
+_AUTH_ADAPTER: TypeAdapter[OnvifAuth | SnmpAuth] = TypeAdapter(Auth)
 
-# Which secret prefixes each auth type has, and when each is required.
+# Which secret prefixes each auth type has; each can be given as PREFIX, PREFIX_file or PREFIX_env.
 _SECRET_PREFIXES: dict[str, tuple[str, ...]] = {
     "onvif": ("password", "rtsp_password"),
     "snmp": ("community", "auth_password", "priv_password"),
 }
+# SNMP keys that only mean something for one family of versions.
+_SNMP_V3_KEYS = (
+    "username", "security_level", "auth_protocol", "auth_password", "auth_password_file",
+    "auth_password_env", "priv_protocol", "priv_password", "priv_password_file",
+    "priv_password_env", "context_name",
+)
+_SNMP_COMMUNITY_KEYS = ("community", "community_file", "community_env")
+# RFC 3414 (USM) requires passphrases of at least 8 characters; agents reject shorter ones.
+SNMP_V3_MIN_PASSPHRASE = 8
 
 
 # ---------------------------------------------------------------- inventory
@@ -122,13 +195,6 @@ class SiteConfig(StrictModel):
     coordinates: Coordinates | None = None
 
 
-def _check_host(v: str) -> str:
-    host = v.strip()
-    if not host or any(c in host for c in "/@ \t"):
-        raise ValueError(f"{v!r} is not a host name or IP address")
-    return host
-
-
 class DeviceConfig(StrictModel):
     """Fields shared by cameras and access points."""
 
@@ -138,19 +204,12 @@ class DeviceConfig(StrictModel):
     profile: Ident | None = None
     auth: Ident | None = None
     name: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: dict[LabelName, str] = Field(default_factory=dict)
 
-    _host = field_validator("address")(classmethod(lambda cls, v: _check_host(v)))
-
-    @field_validator("labels")
+    @field_validator("address")
     @classmethod
-    def _label_names(cls, v: dict[str, str]) -> dict[str, str]:
-        for key in v:
-            if not LABEL_NAME_RE.match(key) or key.startswith("__"):
-                raise ValueError(f"{key!r} is not a valid Prometheus label name")
-            if key in RESERVED_LABELS:
-                raise ValueError(f"label {key!r} is set by camnet and cannot be overridden")
-        return v
+    def _address(cls, v: str) -> str:
+        return _check_host(v)
 
 
 class CameraConfig(DeviceConfig):
@@ -163,14 +222,12 @@ class CameraConfig(DeviceConfig):
     @field_validator("rtsp_url")
     @classmethod
     def _rtsp_url(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        parts = urlsplit(v)
-        if parts.scheme not in ("rtsp", "rtsps") or not parts.hostname:
-            raise ValueError("must be an rtsp:// or rtsps:// URL with a host")
-        if parts.username or parts.password:
-            raise ValueError("credentials do not belong in the URL; put them in an onvif auth")
-        return v
+        return _check_url(v, ("rtsp", "rtsps"))
+
+    @field_validator("snapshot_url")
+    @classmethod
+    def _snapshot_url(cls, v: str | None) -> str | None:
+        return _check_url(v, ("http", "https"))
 
 
 class ApConfig(DeviceConfig):
@@ -200,6 +257,10 @@ class ApProfile(StrictModel):
 
 
 Profile = Annotated[CameraProfile | ApProfile, Field(discriminator="kind")]
+_PROFILE_CLASSES: dict[str, type[CameraProfile] | type[ApProfile]] = {
+    "camera": CameraProfile,
+    "ap": ApProfile,
+}
 
 
 class ServerConfig(StrictModel):
@@ -212,7 +273,12 @@ class ServerConfig(StrictModel):
     def _listen(cls, v: str) -> str:
         host, sep, port = v.rpartition(":")
         if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{v!r} is not HOST:PORT")
+            raise ValueError(f"{v!r} is not HOST:PORT (e.g. 127.0.0.1:9830, [::1]:9830)")
+        bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if ":" in host and bare == host:
+            raise ValueError(f"{v!r}: put an IPv6 address in brackets, e.g. [::1]:9830")
+        if bare and not _is_host(bare):
+            raise ValueError(f"{v!r}: {bare!r} is not an IP address or host name")
         return v
 
     @property
@@ -245,14 +311,29 @@ class Config(StrictModel):
     cameras: list[CameraConfig] = Field(default_factory=list)
     aps: list[ApConfig] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections(cls, data: Any) -> Any:
+        # `aps:` with every item commented out is YAML null: treat it as an empty section.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (v is None and k in cls.model_fields)}
+        return data
 
-@dataclass
+
+@dataclass(repr=False)
 class LoadedConfig:
     """A validated config with secrets resolved and lookups ready."""
 
     path: Path
     config: Config
     secrets: dict[tuple[str, str], SecretStr]
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"LoadedConfig(path={str(self.path)!r}, sites={len(c.sites)}, "
+            f"cameras={len(c.cameras)}, aps={len(c.aps)}, auths={sorted(c.auths)})"
+        )
 
     @property
     def devices(self) -> list[CameraConfig | ApConfig]:
@@ -279,10 +360,14 @@ class LoadedConfig:
         name = device.profile or d.ap_profile
         return self.config.profiles[name] if name else ApProfile(kind="ap")
 
+    def auth_name_for(self, device: CameraConfig | ApConfig) -> str | None:
+        """The name of the device's auth, or of the default one for its kind."""
+        d = self.config.defaults
+        return device.auth or (d.camera_auth if isinstance(device, CameraConfig) else d.ap_auth)
+
     def auth_for(self, device: CameraConfig | ApConfig) -> OnvifAuth | SnmpAuth | None:
         """The device's auth, or the default one for its kind."""
-        d = self.config.defaults
-        name = device.auth or (d.camera_auth if isinstance(device, CameraConfig) else d.ap_auth)
+        name = self.auth_name_for(device)
         return self.config.auths[name] if name else None
 
     def secret(self, auth: OnvifAuth | SnmpAuth, prefix: str) -> SecretStr | None:
@@ -315,11 +400,43 @@ class LoadedConfig:
         return Target(device.id, kind, device.address, labels, creds, options)
 
 
+def _redact(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return REDACTED
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    return value
+
+
+def redacted_dump(loaded: LoadedConfig, device_id: str | None = None) -> dict[str, Any]:
+    """The config (or one device's effective config) as plain data, secrets shown as <secret>."""
+    if device_id is None:
+        out: dict[str, Any] = _redact(loaded.config.model_dump())
+        out["path"] = str(loaded.path)
+        return out
+    device = loaded.device(device_id)
+    if device is None:
+        raise KeyError(device_id)
+    auth = loaded.auth_for(device)
+    return {
+        "device": _redact(device.model_dump()),
+        "kind": "camera" if isinstance(device, CameraConfig) else "ap",
+        "site": _redact(loaded.site(device.site).model_dump()),
+        "profile": _redact(loaded.profile_for(device).model_dump()),
+        "auth_name": loaded.auth_name_for(device),
+        "auth": _redact(auth.model_dump()) if auth is not None else None,
+    }
+
+
 # ---------------------------------------------------------------- YAML with line numbers
 
 
 class _LineLoader(yaml.SafeLoader):
-    """A safe loader that remembers the line of every mapping value and sequence item."""
+    """A safe loader; its composed node tree gives every key and item a line."""
 
 
 def _compose_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
@@ -327,27 +444,26 @@ def _compose_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value
-            lines[(*path, key)] = key_node.start_mark.line + 1
             _compose_lines(value_node, (*path, key), lines)
+            # the key's own line, not its value's (a value may start on the next line)
             lines[(*path, key)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _compose_lines(item, (*path, i), lines)
 
 
-def _duplicate_keys(node: yaml.Node, path: str, out: list[tuple[int, str, str]]) -> None:
+def _duplicate_keys(node: yaml.Node, path: tuple[Any, ...], out: list[tuple[int, tuple[Any, ...]]]) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
             key = str(key_node.value)
-            where = f"{path}.{key}" if path else key
             if key in seen:
-                out.append((key_node.start_mark.line + 1, where, "duplicate key"))
+                out.append((key_node.start_mark.line + 1, (*path, key)))
             seen.add(key)
-            _duplicate_keys(value_node, where, out)
+            _duplicate_keys(value_node, (*path, key), out)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _duplicate_keys(item, f"{path}[{i}]", out)
+            _duplicate_keys(item, (*path, i), out)
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -361,7 +477,7 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 
 
 class _Problems:
-    """Collects problems with their line numbers, in file order."""
+    """Collects problems with their line numbers; renders them sorted by line."""
 
     def __init__(self, path: Path, lines: dict[tuple[Any, ...], int]) -> None:
         self.path = path
@@ -369,224 +485,348 @@ class _Problems:
         self.items: list[tuple[int, str, str]] = []
 
     def line_of(self, loc: tuple[Any, ...]) -> int:
+        """The line of a key, or of the nearest enclosing key or item when it is missing."""
         loc = tuple(loc)
         while loc and loc not in self.lines:
             loc = loc[:-1]
         return self.lines.get(loc, 1)
 
     def add(self, loc: tuple[Any, ...], message: str, line: int | None = None) -> None:
+        """Record one problem at `loc` (its line found from the YAML unless given)."""
         self.items.append((line or self.line_of(loc), _dotted(loc), message))
 
     def render(self) -> list[str]:
-        seen: set[tuple[int, str, str]] = set()
-        out = []
-        for item in sorted(self.items, key=lambda t: t[0]):
-            if item not in seen:
-                seen.add(item)
-                out.append(f"{self.path}:{item[0]}: {item[1]}: {item[2]}")
-        return out
+        """The problems as FILE:LINE: key.path: message lines, by line then path."""
+        return [f"{self.path}:{line}: {where}: {msg}" for line, where, msg in sorted(set(self.items))]
 
 
 def _pydantic_loc(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
-    """Drop union tags (`onvif`, `camera`, `function-after[...]`) that are not keys of the data."""
+    """Map a pydantic error location onto keys of the data.
+
+    Pydantic puts union tags (`onvif`, `camera`) and validator names (`function-after[...]`,
+    `[key]`) in locations; they are not keys of the file and are dropped. A key the data lacks
+    is kept only at the end (a missing required key)."""
     out: list[Any] = []
     node = data
-    for part in loc:
-        if isinstance(node, dict) and part in node:
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
             out.append(part)
             node = node[part]
         elif isinstance(node, dict | list):
-            # a key the data does not have: keep it only if it is the last (missing field)
-            if part == loc[-1] and isinstance(part, str) and "[" not in part:
+            if last and isinstance(part, str) and "[" not in part:
                 out.append(part)
-            continue
         else:
             break
     return tuple(out)
 
 
+_TAGS = {"'type'": "'onvif', 'snmp'", "'kind'": "'camera', 'ap'"}
+_MESSAGE_PREFIXES = (
+    ("Value error, ", ""),
+    ("Input should be ", "must be "),
+    ("String should ", "must "),
+    ("Dictionary should ", "must "),
+    ("List should ", "must "),
+)
+
+
 def _message(err: Any) -> str:
     kind = err["type"]
+    ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_invalid":
-        return f"must be one of {err['ctx']['expected_tags']} (got {err['ctx']['tag']!r})"
+        return f"must be one of {ctx['expected_tags']} (got {ctx['tag']!r})"
     if kind == "union_tag_not_found":
-        return f"key {err['ctx']['discriminator']} is required"
+        return f"required key is missing (one of {_TAGS.get(ctx.get('discriminator', ''), '...')})"
     if kind == "string_pattern_mismatch":
-        return "must be lower-case letters, digits, '-', '_' or '.' (at most 63)"
+        return ID_RULE
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be a mapping"
+    if kind == "string_type":
+        return "must be a string (quote it)"
+    if kind == "list_type":
+        return "must be a list"
+    if kind == "literal_error":
+        return f"must be {ctx['expected']}"
     msg = str(err["msg"])
-    return msg.removeprefix("Value error, ")
+    for prefix, replacement in _MESSAGE_PREFIXES:
+        if msg.startswith(prefix):
+            msg = replacement + msg[len(prefix):]
+    return msg
+
+
+def _model_problems(problems: _Problems, raw: dict[str, Any]) -> Config | None:
+    """Validate the whole file with pydantic; report every error at its key."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                # pydantic points at the item; the discriminator key is the one to fix
+                loc = (*loc, str(err["ctx"]["discriminator"]).strip("'"))
+            problems.add(_pydantic_loc(loc, raw), _message(err))
+    return None
+
+
+# ---------------------------------------------------------------- secrets and auth rules
 
 
 def _read_secret(
     problems: _Problems, base: Path, loc: tuple[Any, ...], raw: dict[str, Any], prefix: str
-) -> SecretStr | None:
+) -> tuple[str | None, SecretStr | None]:
+    """Resolve one secret from PREFIX, PREFIX_file or PREFIX_env: (the key used, its value)."""
     given = [k for k in (prefix, f"{prefix}_file", f"{prefix}_env") if raw.get(k) is not None]
-    if len(given) > 1:
-        problems.add((*loc, given[1]), f"give only one of {', '.join(given)}")
-        return None
     if not given:
-        return None
+        return None, None
     key = given[0]
+    if len(given) > 1:
+        for other in given[1:]:
+            problems.add((*loc, other), f"give only one of {', '.join(given)}")
+        return key, None
     value = raw[key]
     if key == prefix:
-        return SecretStr(str(value))
+        return key, SecretStr(value) if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return key, None  # reported by the model
     if key.endswith("_file"):
-        file = Path(str(value))
+        file = Path(value)
         if not file.is_absolute():
             file = base / file
         try:
             text = file.read_text(encoding="utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            problems.add((*loc, key), f"secret file {file} is not UTF-8 text")
+            return key, None
         except OSError as e:
-            problems.add((*loc, key), f"cannot read secret file {file}: {e.strerror or e}")
-            return None
+            problems.add((*loc, key), f"cannot read secret file {file}: {e.strerror or type(e).__name__}")
+            return key, None
+        except ValueError:  # a NUL byte in the path
+            problems.add((*loc, key), "is not a usable file name")
+            return key, None
         if not text:
             problems.add((*loc, key), f"secret file {file} is empty")
-            return None
-        return SecretStr(text)
-    env = os.environ.get(str(value))
-    if env is None or env == "":
-        problems.add((*loc, key), f"environment variable {value} is not set")
-        return None
-    return SecretStr(env)
+            return key, None
+        return key, SecretStr(text)
+    env = os.environ.get(value) if "\0" not in value and "=" not in value else None
+    if not env:
+        problems.add((*loc, key), f"environment variable {value} is not set or empty")
+        return key, None
+    return key, SecretStr(env)
 
 
-def _resolve_secrets(
-    problems: _Problems, base: Path, config: Config, raw: dict[str, Any]
+def _check_auth(
+    problems: _Problems, base: Path, name: str, data: dict[str, Any], auth: OnvifAuth | SnmpAuth
 ) -> dict[tuple[str, str], SecretStr]:
+    """Resolve the secrets of one valid auth entry and check the rules between its keys."""
+    loc: tuple[Any, ...] = ("auths", name)
     out: dict[tuple[str, str], SecretStr] = {}
-    raw_auths = raw.get("auths") or {}
-    for name, auth in config.auths.items():
-        loc: tuple[Any, ...] = ("auths", name)
-        data = raw_auths.get(name, {})
-        for prefix in _SECRET_PREFIXES[auth.type]:
-            secret = _read_secret(problems, base, loc, data, prefix)
-            if secret is not None:
-                out[(name, prefix)] = secret
-        if isinstance(auth, OnvifAuth) and (name, "password") not in out:
-            if not any(data.get(k) for k in ("password", "password_file", "password_env")):
-                problems.add(loc, "needs password, password_file or password_env")
-        if isinstance(auth, SnmpAuth):
-            if auth.version in ("1", "2c") and (name, "community") not in out:
-                if not any(data.get(k) for k in ("community", "community_file", "community_env")):
-                    problems.add(loc, f"SNMP v{auth.version} needs community, community_file or community_env")
-            if auth.version == "3":
-                if not auth.username:
-                    problems.add((*loc, "username"), "SNMP v3 needs a username")
-                needs = []
-                if auth.security_level in ("authNoPriv", "authPriv"):
-                    needs.append("auth_password")
-                if auth.security_level == "authPriv":
-                    needs.append("priv_password")
-                for prefix in needs:
-                    present = any(data.get(k) for k in (prefix, f"{prefix}_file", f"{prefix}_env"))
-                    if not present:
-                        problems.add(loc, f"security_level {auth.security_level} needs {prefix} (or {prefix}_file, {prefix}_env)")
-                    secret = out.get((name, prefix))
-                    if secret is not None and len(secret.get_secret_value()) < 8:
-                        problems.add((*loc, prefix), "SNMP v3 passphrases must have at least 8 characters")
+    used: dict[str, str | None] = {}
+    for prefix in _SECRET_PREFIXES[auth.type]:
+        used[prefix], secret = _read_secret(problems, base, loc, data, prefix)
+        if secret is not None:
+            out[(name, prefix)] = secret
+
+    def need(prefix: str, why: str) -> None:
+        if used[prefix] is None:
+            problems.add((*loc, prefix), f"{why} needs {prefix}, {prefix}_file or {prefix}_env")
+
+    def unused(keys: tuple[str, ...], why: str) -> None:
+        for key in keys:
+            if key in data:
+                problems.add((*loc, key), f"not used with {why}")
+
+    if isinstance(auth, OnvifAuth):
+        need("password", "an onvif auth")
+        return out
+    if auth.version in ("1", "2c"):
+        need("community", f"SNMP version {auth.version}")
+        unused(_SNMP_V3_KEYS, f"SNMP version {auth.version} (only with version 3)")
+        return out
+    unused(_SNMP_COMMUNITY_KEYS, "SNMP version 3 (only with versions 1 and 2c)")
+    if auth.username is None:
+        problems.add((*loc, "username"), "SNMP version 3 needs a username")
+    level = auth.security_level
+    checked = {"noAuthNoPriv": (), "authNoPriv": ("auth_password",),
+               "authPriv": ("auth_password", "priv_password")}[level]
+    for prefix in ("auth_password", "priv_password"):
+        if prefix not in checked:
+            unused((prefix, f"{prefix}_file", f"{prefix}_env"), f"security_level {level}")
+            continue
+        need(prefix, f"security_level {level}")
+        secret = out.get((name, prefix))
+        key = used[prefix]
+        if secret is not None and key and len(secret.get_secret_value()) < SNMP_V3_MIN_PASSPHRASE:
+            problems.add(
+                (*loc, key),
+                f"SNMP v3 passphrases need at least {SNMP_V3_MIN_PASSPHRASE} characters",
+            )
     return out
 
 
-def _cross_checks(problems: _Problems, raw: dict[str, Any]) -> None:
-    """Rules between sections, on the raw data so they run even when a model failed."""
+def _resolve_secrets(
+    problems: _Problems, base: Path, raw: dict[str, Any]
+) -> dict[tuple[str, str], SecretStr]:
+    """Check every auth entry that is valid on its own, so its problems show with all others."""
+    out: dict[tuple[str, str], SecretStr] = {}
+    raw_auths = raw.get("auths")
+    if not isinstance(raw_auths, dict):
+        return out
+    for name, data in raw_auths.items():
+        if not isinstance(data, dict):
+            continue
+        try:
+            auth = _AUTH_ADAPTER.validate_python(data)
+        except ValidationError:
+            continue  # reported by the whole-file validation
+        out.update(_check_auth(problems, base, str(name), data, auth))
+    return out
 
-    def items(section: str) -> list[tuple[int, dict[str, Any]]]:
-        value = raw.get(section)
-        if not isinstance(value, list):
-            return []
-        return [(i, x) for i, x in enumerate(value) if isinstance(x, dict)]
 
-    def mapping(section: str) -> dict[str, Any]:
-        value = raw.get(section)
-        return value if isinstance(value, dict) else {}
+# ---------------------------------------------------------------- rules between sections
 
-    communes = {c.get("id") for _, c in items("communes")}
-    site_ids: set[Any] = set()
-    for i, s in items("sites"):
-        if s.get("id") in site_ids:
-            problems.add(("sites", i, "id"), f"duplicate site id {s.get('id')!r}")
-        site_ids.add(s.get("id"))
-        if communes and s.get("commune") is not None and s.get("commune") not in communes:
-            problems.add(("sites", i, "commune"), f"unknown commune {s.get('commune')!r} (not in communes)")
-    seen_ids: dict[Any, str] = {}
-    for i, c in items("communes"):
-        if sum(1 for _, o in items("communes") if o.get("id") == c.get("id")) > 1:
-            problems.add(("communes", i, "id"), f"duplicate commune id {c.get('id')!r}")
-    auths = mapping("auths")
-    profiles = mapping("profiles")
-    defaults = mapping("defaults")
-    want_kind = {"cameras": "camera", "aps": "ap"}
-    want_auth = {"cameras": "onvif", "aps": "snmp"}
-    for key in ("camera_profile", "ap_profile"):
-        name = defaults.get(key)
-        if name is not None and name not in profiles:
-            problems.add(("defaults", key), f"unknown profile {name!r}")
-        elif name is not None and isinstance(profiles[name], dict):
-            kind = profiles[name].get("kind")
-            if kind and kind != key.split("_")[0]:
-                problems.add(("defaults", key), f"profile {name!r} is for kind {kind!r}")
-    for key in ("camera_auth", "ap_auth"):
-        name = defaults.get(key)
-        if name is not None and name not in auths:
-            problems.add(("defaults", key), f"unknown auth {name!r}")
-    endpoints: dict[tuple[Any, ...], str] = {}
-    for section in ("cameras", "aps"):
-        for i, d in items(section):
+
+def _items(raw: dict[str, Any], section: str) -> list[tuple[int, dict[str, Any]]]:
+    value = raw.get(section)
+    if not isinstance(value, list):
+        return []
+    return [(i, x) for i, x in enumerate(value) if isinstance(x, dict)]
+
+
+def _mapping(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _duplicates(problems: _Problems, raw: dict[str, Any], section: str, what: str) -> set[Any]:
+    seen: set[Any] = set()
+    for i, item in _items(raw, section):
+        ident = item.get("id")
+        if not isinstance(ident, str):
+            continue  # missing or not text: reported by the model
+        if ident in seen:
+            problems.add((section, i, "id"), f"duplicate {what} id {ident!r}")
+        seen.add(ident)
+    return seen
+
+
+def _check_references(problems: _Problems, raw: dict[str, Any]) -> None:
+    """Ids are unique; sites, communes, profiles and auths that are named exist and fit."""
+    communes = _duplicates(problems, raw, "communes", "commune")
+    sites = _duplicates(problems, raw, "sites", "site")
+    for i, s in _items(raw, "sites"):
+        commune = s.get("commune")
+        # without a communes: section any commune slug is accepted
+        if communes and isinstance(commune, str) and commune not in communes:
+            problems.add(("sites", i, "commune"), f"unknown commune {commune!r}")
+    auths = _mapping(raw, "auths")
+    profiles = _mapping(raw, "profiles")
+    defaults = _mapping(raw, "defaults")
+
+    def profile_problem(name: Any, kind: str) -> str | None:
+        if not isinstance(name, str):
+            return None
+        if name not in profiles:
+            return f"unknown profile {name!r}"
+        got = profiles[name].get("kind") if isinstance(profiles[name], dict) else None
+        if isinstance(got, str) and got in _PROFILE_CLASSES and got != kind:
+            return f"profile {name!r} is for kind {got!r}, not {kind!r}"
+        return None
+
+    def auth_problem(name: Any, kind: str) -> str | None:
+        if not isinstance(name, str):
+            return None
+        if name not in auths:
+            return f"unknown auth {name!r}"
+        want = "onvif" if kind == "camera" else "snmp"
+        got = auths[name].get("type") if isinstance(auths[name], dict) else None
+        if isinstance(got, str) and got in _SECRET_PREFIXES and got != want:
+            return f"auth {name!r} is of type {got!r}; {kind}s need type {want!r}"
+        return None
+
+    for kind in ("camera", "ap"):
+        for key, check in ((f"{kind}_profile", profile_problem), (f"{kind}_auth", auth_problem)):
+            message = check(defaults.get(key), kind)
+            if message:
+                problems.add(("defaults", key), message)
+
+    device_sections = (("cameras", "camera", "onvif_port"), ("aps", "ap", "snmp_port"))
+    ids: dict[Any, str] = {}
+    endpoints: dict[tuple[Any, ...], Any] = {}
+    for section, kind, port_key in device_sections:
+        for i, d in _items(raw, section):
             loc: tuple[Any, ...] = (section, i)
             did = d.get("id")
-            if did in seen_ids:
-                problems.add((*loc, "id"), f"duplicate device id {did!r} (also in {seen_ids[did]})")
-            else:
-                seen_ids[did] = section
-            if d.get("site") is not None and d.get("site") not in site_ids:
-                problems.add((*loc, "site"), f"unknown site {d.get('site')!r}")
-            prof = d.get("profile") or defaults.get(f"{want_kind[section]}_profile")
-            if d.get("profile") is not None and d.get("profile") not in profiles:
-                problems.add((*loc, "profile"), f"unknown profile {d.get('profile')!r}")
-            elif prof in profiles and isinstance(profiles[prof], dict):
-                kind = profiles[prof].get("kind")
-                if kind and kind != want_kind[section]:
-                    problems.add((*loc, "profile"), f"profile {prof!r} is for kind {kind!r}, not {want_kind[section]!r}")
-            auth = d.get("auth") or defaults.get(f"{want_kind[section]}_auth")
-            if d.get("auth") is not None and d.get("auth") not in auths:
-                problems.add((*loc, "auth"), f"unknown auth {d.get('auth')!r}")
-            elif auth is None:
-                problems.add(loc, f"no auth: set auth: here or defaults.{want_kind[section]}_auth")
-            elif isinstance(auths.get(auth), dict):
-                atype = auths[auth].get("type")
-                if atype and atype != want_auth[section]:
-                    problems.add((*loc, "auth"), f"auth {auth!r} is of type {atype!r}, {section} need {want_auth[section]!r}")
-            port_key = "onvif_port" if section == "cameras" else "snmp_port"
-            port = d.get(port_key) or defaults.get(port_key)
-            endpoint = (d.get("address"), section, port)
-            if d.get("address") is not None:
+            if isinstance(did, str) and did in ids:
+                problems.add((*loc, "id"), f"duplicate device id {did!r} (also used in {ids[did]})")
+            elif isinstance(did, str):
+                ids[did] = section
+            site = d.get("site")
+            if isinstance(site, str) and site not in sites:
+                problems.add((*loc, "site"), f"unknown site {site!r}")
+            message = profile_problem(d.get("profile"), kind)
+            if message:
+                problems.add((*loc, "profile"), message)
+            if d.get("auth") is not None:
+                message = auth_problem(d.get("auth"), kind)
+                if message:
+                    problems.add((*loc, "auth"), message)
+            elif defaults.get(f"{kind}_auth") is None:
+                problems.add((*loc, "auth"), f"no auth here and no defaults.{kind}_auth")
+            address = d.get("address")
+            port_given = d.get(port_key) or defaults.get(port_key)
+            if isinstance(address, str) and _is_host(address.strip()) and (
+                port_given is None or type(port_given) is int
+            ):
+                # never echo an address that failed validation: it may carry user:password@
+                port = port_given or DefaultsConfig.model_fields[port_key].default
+                endpoint = (address.strip(), kind, port)
                 if endpoint in endpoints:
-                    problems.add((*loc, "address"), f"address {d.get('address')}:{port} is already used by {endpoints[endpoint]}")
+                    problems.add(
+                        (*loc, "address"),
+                        f"{address.strip()} port {port} is already used by {kind} "
+                        f"{endpoints[endpoint]!r}",
+                    )
                 else:
-                    endpoints[endpoint] = str(did)
-    for name, prof in profiles.items():
-        if not isinstance(prof, dict):
+                    endpoints[endpoint] = did
+
+
+def _check_timeouts(problems: _Problems, raw: dict[str, Any]) -> None:
+    """Each check's timeout is shorter than its interval (defaults taken from the models)."""
+    for name, prof in _mapping(raw, "profiles").items():
+        if not isinstance(prof, dict) or not isinstance(prof.get("kind"), str):
             continue
-        for check, settings in prof.items():
+        if prof["kind"] not in _PROFILE_CLASSES:
+            continue
+        model = _PROFILE_CLASSES[prof["kind"]]
+        for check, field in model.model_fields.items():
+            settings_cls = field.annotation
+            settings = prof.get(check)
             if not isinstance(settings, dict):
                 continue
-            try:
-                from probes.base import parse_duration
-
-                interval = parse_duration(settings.get("interval", 30 if check != "onvif" else 60))
-                timeout = parse_duration(settings.get("timeout", 10))
-            except ValueError:
+            if not (isinstance(settings_cls, type) and issubclass(settings_cls, CheckSettings)):
                 continue
+            fields = settings_cls.model_fields
+            try:
+                interval = parse_duration(settings.get("interval", fields["interval"].default))
+                timeout = parse_duration(settings.get("timeout", fields["timeout"].default))
+            except ValueError:
+                continue  # reported by the model
             if timeout >= interval:
-                problems.add(("profiles", name, check, "timeout"),
-                             f"timeout {timeout:g}s must be shorter than interval {interval:g}s")
+                key = "timeout" if "timeout" in settings else "interval"
+                problems.add(
+                    ("profiles", name, check, key),
+                    f"timeout ({timeout:g}s) must be shorter than interval ({interval:g}s)",
+                )
+
+
+# ---------------------------------------------------------------- entry points
 
 
 def load_config(path: str | Path) -> LoadedConfig:
@@ -594,8 +834,10 @@ def load_config(path: str | Path) -> LoadedConfig:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}:0: (file): not UTF-8 text"]) from None
     except OSError as e:
-        raise ConfigError([f"{path}:0: (file): cannot read: {e.strerror or e}"]) from e
+        raise ConfigError([f"{path}:0: (file): cannot read: {e.strerror or e}"]) from None
     return parse_config(text, path)
 
 
@@ -603,38 +845,35 @@ def parse_config(text: str, path: Path) -> LoadedConfig:
     """Validate config text that came from `path` (used for messages and relative files)."""
     try:
         node = yaml.compose(text, Loader=_LineLoader)
-        raw = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as e:
+        # `from None`, and no snippet of the line: the offending line may hold a password.
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else 0
-        what = " ".join(x for x in (e.context, e.problem) if x)
-        raise ConfigError([f"{path}:{line}: (yaml): syntax error: {what}"]) from e
-    except yaml.YAMLError as e:
-        raise ConfigError([f"{path}:0: (yaml): {e}"]) from e
-    lines: dict[tuple[Any, ...], int] = {}
-    if node is not None:
-        _compose_lines(node, (), lines)
-    problems = _Problems(path, lines)
+        what = e.problem or e.context or "cannot parse"
+        if e.problem and e.context:
+            where = e.context_mark.line + 1 if e.context_mark else line
+            what += f" ({e.context} on line {where})" if where != line else f" ({e.context})"
+        raise ConfigError([f"{path}:{line}: (yaml): syntax error: {what}"]) from None
+    except yaml.YAMLError:
+        raise ConfigError([f"{path}:0: (yaml): cannot parse the file"]) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError([f"{path}:1: (top): the file must be a mapping of sections"])
-    dupes: list[tuple[int, str, str]] = []
+        line = node.start_mark.line + 1 if node is not None else 1
+        raise ConfigError([f"{path}:{line}: (top): must be a mapping of sections (server, sites, ...)"])
+    lines: dict[tuple[Any, ...], int] = {}
+    dupes: list[tuple[int, tuple[Any, ...]]] = []
     if node is not None:
-        _duplicate_keys(node, "", dupes)
-    for line, where, msg in dupes:
-        problems.items.append((line, where, msg))
-    _cross_checks(problems, raw)
-    config: Config | None = None
-    try:
-        config = Config.model_validate(raw)
-    except ValidationError as e:
-        for err in e.errors():
-            loc = _pydantic_loc(tuple(err["loc"]), raw)
-            problems.add(loc, _message(err))
-    secrets: dict[tuple[str, str], SecretStr] = {}
-    if config is not None:
-        secrets = _resolve_secrets(problems, path.parent, config, raw)
+        _compose_lines(node, (), lines)
+        _duplicate_keys(node, (), dupes)
+    problems = _Problems(path, lines)
+    for line, loc in dupes:
+        problems.add(loc, "duplicate key (the last one would win)", line=line)
+    config = _model_problems(problems, raw)
+    _check_references(problems, raw)
+    _check_timeouts(problems, raw)
+    secrets = _resolve_secrets(problems, path.parent, raw)
     if problems.items or config is None:
         raise ConfigError(problems.render())
     return LoadedConfig(path=path, config=config, secrets=secrets)
