@@ -23,6 +23,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 
 import gi
 
@@ -121,11 +122,18 @@ class Camera:
         appsrc.set_property("max-buffers", 2) if appsrc.find_property("max-buffers") else None
         appsrc.connect("need-data", self._on_need_data, state)
 
+    def _keyframe_now(self, units):
+        pos = int(time.monotonic() * self.fps) % len(units)
+        keys = [i for i, (_au, key) in enumerate(units) if key]
+        return next((i for i in keys if i >= pos), keys[0])
+
     def _on_need_data(self, appsrc, _length, state):
         if state["variant"] != self.variant:
-            # Switch at the first keyframe of the new clip: the decoder never sees a gap.
+            # Switch at a keyframe of the new clip: the decoder never sees a gap. Which keyframe
+            # follows the wall clock, so a new session (the media restarts when the last client
+            # left) sees the loop where a live camera would be, not always its first frame.
             state["variant"] = self.variant
-            state["index"] = 0
+            state["index"] = self._keyframe_now(self.units[self.variant])
         units = self.units[state["variant"]]
         data, _key = units[state["index"]]
         state["index"] = (state["index"] + 1) % len(units)
