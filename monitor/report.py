@@ -155,6 +155,16 @@ def format_value(key: str, value: Any, lang: str = "en") -> str:
         if isinstance(value, float):
             return f"{value:.4g}"
         return str(value)
+    if key == "interfaces" and isinstance(value, list):
+        # the SNMP prober lists interfaces as {name, up, rx_bytes, ...}; the table shows state
+        parts = []
+        for item in value:
+            if isinstance(item, dict) and "name" in item:
+                state = "" if "up" not in item else (" up" if item["up"] else " down")
+                parts.append(f"{item['name']}{state}")
+            else:
+                parts.append(format_value("", item, lang))
+        return ", ".join(parts)
     if isinstance(value, dict):
         return ", ".join(f"{k} {format_value(str(k), v, lang)}" for k, v in value.items())
     if isinstance(value, list | tuple):
@@ -215,6 +225,26 @@ def facts_of(result: CheckResult) -> dict[str, Any]:
     facts = _derived_facts(result.samples)
     facts.update(result.facts)
     return facts
+
+
+_ORDER = {key: i for i, key in enumerate(FACT_LABELS)}
+
+
+def table_facts(report: DeviceReport) -> list[tuple[str, Any]]:
+    """The facts of every check for the table: known ones in table order, empty ones dropped,
+    one row per label (probers may give the same fact under two names)."""
+    found: list[tuple[int, int, str, Any]] = []
+    seen: set[str] = set()
+    for result in report.results.values():
+        for key, value in facts_of(result).items():
+            if value is None or value == "" or value == {} or value == []:
+                continue
+            label = fact_label(key)
+            if label in seen:
+                continue
+            seen.add(label)
+            found.append((_ORDER.get(key, len(_ORDER)), len(found), key, value))
+    return [(key, value) for _, _, key, value in sorted(found)]
 
 
 def device_name(report: DeviceReport) -> str:
@@ -284,12 +314,9 @@ def render_text(report: DeviceReport, lang: str = "en", color: bool = False) -> 
         table = [line.replace(f"  {ui['failed']} ", f"  {_paint(ui['failed'], '31', True)} ", 1)
                  for line in table]
     lines += table
-    fact_rows: list[tuple[str, ...]] = []
-    for result in report.results.values():
-        for key, value in facts_of(result).items():
-            if value is None or value == "":
-                continue
-            fact_rows.append((fact_label(key, lang), format_value(key, value, lang)))
+    fact_rows: list[tuple[str, ...]] = [
+        (fact_label(key, lang), format_value(key, value, lang)) for key, value in table_facts(report)
+    ]
     if fact_rows:
         lines += ["", *_table(fact_rows)]
     lines += ["", f"  {ui['took']} {_seconds(report.duration, lang)}"]

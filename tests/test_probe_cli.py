@@ -1,0 +1,277 @@
+"""`camnet probe`: argument and config errors, addresses, real peers on 127.0.15.x (loopback).
+
+Each failure mode must give ONE line on stderr and the plugin exit code (3 for our side's
+problems, 2 when the device is down); no secret may ever appear in any output.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from probes import PROBERS
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = "127.0.15.9"  # nothing listens here in these tests
+SECRET = "Wr0ng-S3cret-42"
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["probe", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def one_line(err: str) -> str:
+    lines = err.strip("\n").splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{err}"
+    return lines[0]
+
+
+def ready(*checks: str) -> None:
+    """Skip while a prober is still the skeleton's stub (they are written in parallel)."""
+    for check in checks:
+        if "raise NotImplementedError" in inspect.getsource(PROBERS[check]):
+            pytest.skip(f"the {check} prober is not implemented yet")
+
+
+def free_port(kind: int, host: str = HOST) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------- arguments
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["camera"], "the following arguments are required: TARGET"),
+    ([], "the following arguments are required: KIND"),
+    (["printer", "x"], "invalid choice: 'printer'"),
+    (["camera", "cam-daron-01", "--bogus"], "unrecognized option(s): --bogus"),
+    (["ap", "ap-daron-01", "--timeout", "0"], "a duration must be greater than zero"),
+    (["ap", "ap-daron-01", "--timeout", "soon"], "is not a duration"),
+    (["ap", "snmp://127.0.15.9", "--port", "70000"], "'70000' is not a port"),
+    (["camera", "cam-daron-01", "--lang", "fr"], "invalid choice: 'fr'"),
+])
+def test_bad_arguments_one_line_exit_3(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                        expected: str) -> None:
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 3
+    assert out == ""
+    line = one_line(err)
+    assert expected in line and line.startswith("camnet probe")
+
+
+def test_secret_typed_on_command_line_is_not_echoed(capsys: pytest.CaptureFixture[str]) -> None:
+    # --password does not exist (and must not be taken as an abbreviation of --password-file)
+    code, _, err = run_cli(capsys, "camera", HOST, "--user", "admin", "--password", SECRET)
+    assert code == 3
+    assert SECRET not in err
+    assert "unrecognized option(s): --password" in one_line(err)
+    code, _, err = run_cli(capsys, "ap", HOST, f"--community-typo={SECRET}")
+    assert code == 3 and SECRET not in err
+
+
+def test_credentials_in_url_refused_and_not_echoed(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "camera", f"rtsp://admin:{SECRET}@{HOST}:554/ch1")
+    assert code == 3 and out == ""
+    line = one_line(err)
+    assert "credentials in the URL are not accepted" in line
+    assert SECRET not in line and "admin" not in line
+
+
+def test_missing_password_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing = tmp_path / "nope.txt"
+    code, _, err = run_cli(capsys, "camera", HOST, "--user", "admin", "--password-file",
+                           str(missing))
+    assert code == 3
+    assert one_line(err) == f"camnet probe: cannot read password file {missing}: " \
+                            "No such file or directory"
+
+
+def test_snmpv3_options_checked(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    monkeypatch.delenv("CAMNET_AUTH_PASSWORD", raising=False)
+    monkeypatch.delenv("CAMNET_PRIV_PASSWORD", raising=False)
+    cases = [
+        (["--snmp-version", "3"], "SNMPv3 needs --v3-user"),
+        (["--v3-user", "camnet", "--security-level", "authPriv"],
+         "security level authPriv needs --auth-password-file or $CAMNET_AUTH_PASSWORD"),
+        (["--v3-user", "camnet", "--auth-password-file", str(short)],
+         "the SNMPv3 auth password must have at least 8 characters"),
+        (["--snmp-version", "2c", "--v3-user", "camnet"], "v3 options given with --snmp-version 2c"),
+        (["--community", "x", "--community-file", str(short)],
+         "give only one of --community and --community-file"),
+    ]
+    for extra, expected in cases:
+        code, _, err = run_cli(capsys, "ap", HOST, *extra)
+        assert code == 3, extra
+        assert one_line(err) == f"camnet probe: {expected}", extra
+
+
+# ---------------------------------------------------------------- inventory and config
+
+
+def test_unknown_id_suggests_close_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "camera", "cam-daron-1", "--config",
+                             str(REPO / "config/camnet.yaml"))
+    assert code == 3 and out == ""
+    line = one_line(err)
+    assert line.startswith("camnet probe: unknown camera id 'cam-daron-1' in ")
+    assert "did you mean cam-daron-01" in line
+
+
+def test_id_of_the_other_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "camera", "ap-daron-01", "--config",
+                           str(REPO / "config/camnet.yaml"))
+    assert code == 3
+    assert one_line(err) == \
+        "camnet probe: ap-daron-01 is an access point: use 'camnet probe ap ap-daron-01'"
+
+
+def test_address_options_refused_with_an_id(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "ap", "ap-daron-01", "--config",
+                           str(REPO / "config/camnet.yaml"), "--community", SECRET)
+    assert code == 3
+    line = one_line(err)
+    assert "--community: only for addresses" in line and SECRET not in line
+
+
+def test_config_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "camnet.yaml"
+    bad.write_text("cameras:\n  - {id: cam-1, site: nowhere, address: 127.0.15.1}\n"
+                   "defaults: {camera_auth: missing}\n")
+    code, out, err = run_cli(capsys, "camera", "cam-1", "--config", str(bad))
+    assert code == 3 and out == ""
+    line = one_line(err)
+    assert line.startswith(f"camnet probe: config error: {bad}:2: cameras[0].site: unknown site")
+    assert f"run 'camnet check-config {bad}'" in line
+
+
+def test_missing_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run_cli(capsys, "ap", "ap-x", "--config", str(tmp_path / "none.yaml"))
+    assert code == 3
+    assert "cannot read: No such file or directory" in one_line(err)
+
+
+def test_address_needs_no_config(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """An IP address or URL is never looked up, so a broken default config does not matter."""
+    ready("ping", "snmp")
+    monkeypatch.chdir(tmp_path)  # no config/camnet.yaml here
+    port = free_port(socket.SOCK_DGRAM)
+    code, out, err = run_cli(capsys, "ap", f"snmp://{HOST}:{port}", "--timeout", "2s")
+    assert code == 2, out + err
+    assert out.startswith(f"CRITICAL {HOST}")
+
+
+# ---------------------------------------------------------------- real peers on loopback
+
+
+def test_unreachable_camera_closed_ports(capsys: pytest.CaptureFixture[str]) -> None:
+    ready("ping", "onvif", "rtsp")
+    onvif_port, rtsp_port = free_port(socket.SOCK_STREAM), free_port(socket.SOCK_STREAM)
+    code, out, err = run_cli(capsys, "camera", f"rtsp://{HOST}:{rtsp_port}/ch1",
+                             "--onvif-port", str(onvif_port), "--timeout", "5s")
+    assert code == 2, out + err
+    first = out.splitlines()[0]
+    assert first.startswith(f"CRITICAL {HOST}: ")
+    assert "unreachable" in first or "no_stream" in first
+
+
+def test_unreachable_ap_closed_port_json(capsys: pytest.CaptureFixture[str]) -> None:
+    ready("ping", "snmp")
+    port = free_port(socket.SOCK_DGRAM)
+    code, out, _ = run_cli(capsys, "ap", f"snmp://{HOST}:{port}", "--timeout", "2s", "--json")
+    assert code == 2
+    data = json.loads(out)
+    assert data["status"] == "CRITICAL" and data["exit_code"] == 2
+    assert data["checks"]["snmp"]["success"] is False
+    up = [m for m in data["metrics"] if m["name"] == "camnet_ap_up"]
+    assert up == [{"name": "camnet_ap_up", "labels": {"ap": HOST}, "value": 0.0}]
+
+
+SNMPD_HOST = "127.0.15.20"
+COMMUNITY = "right-Community-7"
+
+
+@pytest.fixture
+def snmpd(tmp_path: Path) -> Iterator[int]:
+    """Debian snmpd on 127.0.15.20 with one community, run in the foreground and killed after."""
+    binary = shutil.which("snmpd") or "/usr/sbin/snmpd"
+    if not os.path.exists(binary):
+        pytest.skip("snmpd is not installed")
+    port = free_port(socket.SOCK_DGRAM, SNMPD_HOST)
+    conf = tmp_path / "snmpd.conf"
+    conf.write_text(f"rocommunity {COMMUNITY} default\n"
+                    "sysName NVH-Test-01\nsysLocation Nha van hoa thon test\n")
+    # no MIB loading: Debian ships no IETF MIBs and the agent would log hundreds of warnings
+    env = {**os.environ, "SNMP_PERSISTENT_DIR": str(tmp_path), "MIBS": "",
+           "MIBDIRS": str(tmp_path / "no-mibs")}
+    proc = subprocess.Popen([binary, "-f", "-Lo", "-C", "-c", str(conf), "-I", "-smux",
+                             f"udp:{SNMPD_HOST}:{port}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            probe = subprocess.run(
+                ["snmpget", "-v2c", "-c", COMMUNITY, "-t", "0.3", "-r", "0",
+                 f"{SNMPD_HOST}:{port}", "1.3.6.1.2.1.1.5.0"],
+                capture_output=True, text=True, env=env)
+            if probe.returncode == 0:
+                break
+            if proc.poll() is not None:
+                pytest.fail("snmpd exited at start")
+        else:
+            pytest.fail("snmpd did not answer within 10 s")
+        yield port
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_ap_right_and_wrong_community(capsys: pytest.CaptureFixture[str], snmpd: int,
+                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ready("ping", "snmp")
+    right = tmp_path / "right"
+    right.write_text(COMMUNITY + "\n")
+    code, out, err = run_cli(capsys, "ap", f"snmp://{SNMPD_HOST}:{snmpd}", "--community-file",
+                             str(right), "--timeout", "5s", "--debug")
+    assert code == 0, out + err
+    assert out.startswith(f"OK {SNMPD_HOST}\n")
+    assert "NVH-Test-01" in out
+    assert "camnet_ap_up{ap=\"127.0.15.20\"} 1" in out  # the --debug metrics
+    assert COMMUNITY not in out + err
+    # a wrong community: agents stay silent, so the AP is down for us
+    monkeypatch.setenv("CAMNET_COMMUNITY", SECRET)
+    code, out, err = run_cli(capsys, "ap", f"snmp://{SNMPD_HOST}:{snmpd}", "--timeout", "2s",
+                             "--debug", "--json")
+    assert code == 2
+    data = json.loads(out)
+    assert data["status"] == "CRITICAL"
+    assert data["settings"]["auth"]["community"] == "<secret>"
+    assert SECRET not in out + err
+
+
+def test_installed_entry_point_exit_code(tmp_path: Path) -> None:
+    """The real process: `python -m monitor probe` exits 3 with one line on stderr."""
+    out = subprocess.run([sys.executable, "-m", "monitor", "probe", "ap", "no-such-ap",
+                          "--config", str(REPO / "config/camnet.yaml")],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 3
+    assert out.stdout == ""
+    assert one_line(out.stderr).startswith("camnet probe: unknown ap id 'no-such-ap'")
