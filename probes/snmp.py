@@ -228,6 +228,7 @@ async def _poll(session: Session, target: Target, settings: SnmpSettings, state:
         reason = exc.reason
         result.message = str(exc)
     cols = {c: _column(vbs, p) for c, p, vbs in zip(columns, prefixes, walked, strict=True)}
+    result.facts["values"] = len(found) + sum(len(vbs) for vbs in walked)
     _emit(result, module, found, cols, state)
     result.reason = reason
     return True
