@@ -396,7 +396,11 @@ class LoadedConfig:
             options["rtsp_url"] = device.rtsp_url
             options["snapshot_url"] = device.snapshot_url
         else:
-            options["snmp_port"] = device.snmp_port or self.config.defaults.snmp_port
+            # device > the profile's snmp.port when written there > defaults.snmp_port
+            snmp = getattr(self.profile_for(device), "snmp", None)
+            profile_port = snmp.port if snmp is not None and "port" in snmp.model_fields_set else None
+            options["snmp_port"] = (device.snmp_port or profile_port
+                                    or self.config.defaults.snmp_port)
         return Target(device.id, kind, device.address, labels, creds, options)
 
 

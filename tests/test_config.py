@@ -413,3 +413,20 @@ def test_random_configs_never_crash(data: dict[str, object]) -> None:
         assert e.problems
         for line in e.problems:
             assert LINE_RE.match(line), line
+
+
+def test_snmp_port_precedence(tmp_path: Path) -> None:
+    loaded = parse_config(textwrap.dedent("""\
+        sites: [{id: s, commune: c, name: S}]
+        auths: {v2c: {type: snmp, community: public}}
+        defaults: {ap_auth: v2c, snmp_port: 1161}
+        profiles:
+          plain: {kind: ap}
+          port-in-profile: {kind: ap, snmp: {port: 2161}}
+        aps:
+          - {id: a1, site: s, address: 127.0.1.1, profile: plain}
+          - {id: a2, site: s, address: 127.0.1.2, profile: port-in-profile}
+          - {id: a3, site: s, address: 127.0.1.3, profile: port-in-profile, snmp_port: 3161}
+        """), tmp_path / "c.yaml")
+    ports = {d.id: loaded.target(d).options["snmp_port"] for d in loaded.devices}
+    assert ports == {"a1": 1161, "a2": 2161, "a3": 3161}
