@@ -29,6 +29,7 @@ from monitor.config import (
     load_config,
 )
 from monitor.report import LANGS, UI, render_debug, render_json, render_text
+from probes import CHECKS_BY_KIND
 from probes.base import Credentials, Status, Target, parse_duration
 
 PROG = "camnet probe"
@@ -104,6 +105,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=duration, default=None,
                    help="give up on the whole check after this long (e.g. 8s)")
     p.add_argument("--no-color", action="store_true", help="never colour the output")
+    p.add_argument("--skip", action="append", default=[], metavar="CHECK",
+                   help="leave out one check (e.g. ping where ICMP is filtered); repeatable")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -354,8 +357,17 @@ def resolve_target(args: argparse.Namespace) -> tuple[Target, CameraProfile | Ap
     return _ap_address(args)
 
 
-def one_shot_profile(profile: CameraProfile | ApProfile) -> CameraProfile | ApProfile:
-    """A profile for a single check: picture problems count at the first bad frame."""
+def one_shot_profile(profile: CameraProfile | ApProfile,
+                     skip: list[str] | None = None) -> CameraProfile | ApProfile:
+    """A profile for a single check: picture problems count at the first bad frame, and the
+    checks in `skip` are disabled."""
+    kind = "camera" if isinstance(profile, CameraProfile) else "ap"
+    for check in skip or []:
+        if check not in CHECKS_BY_KIND[kind]:
+            raise ProbeError(f"--skip {check}: a {kind} has the checks "
+                             f"{', '.join(CHECKS_BY_KIND[kind])}")
+        settings = getattr(profile, check).model_copy(update={"enabled": False})
+        profile = profile.model_copy(update={check: settings})
     if isinstance(profile, CameraProfile):
         image = profile.rtsp.image.model_copy(update={"consecutive": 1})
         rtsp = profile.rtsp.model_copy(update={"image": image})
@@ -391,7 +403,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         target, profile = resolve_target(args)
         secrets = secret_values(target)
-        report = asyncio.run(check_device(target, one_shot_profile(profile), {},
+        profile = one_shot_profile(profile, args.skip)
+        report = asyncio.run(check_device(target, profile, {},
                                           budget=args.timeout))
         code = int(report.status)
         frame_error: str | None = None

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
-import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import pytest
 
 from monitor.cli import main
 from probes import PROBERS
+from tests.snmpd_peer import run_snmpd
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.15.9"  # nothing listens here in these tests
@@ -64,6 +62,7 @@ def free_port(kind: int, host: str = HOST) -> int:
     (["ap", "ap-daron-01", "--timeout", "soon"], "is not a duration"),
     (["ap", "snmp://127.0.15.9", "--port", "70000"], "'70000' is not a port"),
     (["camera", "cam-daron-01", "--lang", "fr"], "invalid choice: 'fr'"),
+    (["ap", "127.0.15.9", "--skip", "rtsp"], "--skip rtsp: a ap has the checks ping, snmp"),
 ])
 def test_bad_arguments_one_line_exit_3(capsys: pytest.CaptureFixture[str], argv: list[str],
                                         expected: str) -> None:
@@ -211,46 +210,24 @@ COMMUNITY = "right-Community-7"
 
 @pytest.fixture
 def snmpd(tmp_path: Path) -> Iterator[int]:
-    """Debian snmpd on 127.0.15.20 with one community, run in the foreground and killed after."""
-    binary = shutil.which("snmpd") or "/usr/sbin/snmpd"
-    if not os.path.exists(binary):
-        pytest.skip("snmpd is not installed")
-    port = free_port(socket.SOCK_DGRAM, SNMPD_HOST)
-    conf = tmp_path / "snmpd.conf"
-    conf.write_text(f"rocommunity {COMMUNITY} default\n"
-                    "sysName NVH-Test-01\nsysLocation Nha van hoa thon test\n")
-    # no MIB loading: Debian ships no IETF MIBs and the agent would log hundreds of warnings
-    env = {**os.environ, "SNMP_PERSISTENT_DIR": str(tmp_path), "MIBS": "",
-           "MIBDIRS": str(tmp_path / "no-mibs")}
-    proc = subprocess.Popen([binary, "-f", "-Lo", "-C", "-c", str(conf), "-I", "-smux",
-                             f"udp:{SNMPD_HOST}:{port}"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            probe = subprocess.run(
-                ["snmpget", "-v2c", "-c", COMMUNITY, "-t", "0.3", "-r", "0",
-                 f"{SNMPD_HOST}:{port}", "1.3.6.1.2.1.1.5.0"],
-                capture_output=True, text=True, env=env)
-            if probe.returncode == 0:
-                break
-            if proc.poll() is not None:
-                pytest.fail("snmpd exited at start")
-        else:
-            pytest.fail("snmpd did not answer within 10 s")
+    """Debian snmpd on 127.0.15.20 with one community."""
+    with run_snmpd(SNMPD_HOST, COMMUNITY, tmp_path) as port:
         yield port
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
+@pytest.mark.parametrize("with_ping", [False, True])
 def test_ap_right_and_wrong_community(capsys: pytest.CaptureFixture[str], snmpd: int,
-                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ready("ping", "snmp")
+                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      with_ping: bool) -> None:
+    if with_ping:
+        ready("ping", "snmp")
+    else:
+        ready("snmp")
+    skip = [] if with_ping else ["--skip", "ping"]
     right = tmp_path / "right"
     right.write_text(COMMUNITY + "\n")
     code, out, err = run_cli(capsys, "ap", f"snmp://{SNMPD_HOST}:{snmpd}", "--community-file",
-                             str(right), "--timeout", "5s", "--debug")
+                             str(right), "--timeout", "5s", "--debug", *skip)
     assert code == 0, out + err
     assert out.startswith(f"OK {SNMPD_HOST}\n")
     assert "NVH-Test-01" in out
@@ -259,7 +236,7 @@ def test_ap_right_and_wrong_community(capsys: pytest.CaptureFixture[str], snmpd:
     # a wrong community: agents stay silent, so the AP is down for us
     monkeypatch.setenv("CAMNET_COMMUNITY", SECRET)
     code, out, err = run_cli(capsys, "ap", f"snmp://{SNMPD_HOST}:{snmpd}", "--timeout", "2s",
-                             "--debug", "--json")
+                             "--debug", "--json", *skip)
     assert code == 2
     data = json.loads(out)
     assert data["status"] == "CRITICAL"
