@@ -16,11 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from monitor import config as config_module
 from monitor.config import (
     DEFAULT_CONFIG,
     REDACTED,
     ApConfig,
     CameraConfig,
+    Config,
     ConfigError,
     LoadedConfig,
     OnvifAuth,
@@ -29,6 +31,7 @@ from monitor.config import (
     parse_config,
     redacted_dump,
 )
+from probes.base import CheckSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data" / "config"
@@ -430,3 +433,28 @@ def test_snmp_port_precedence(tmp_path: Path) -> None:
         """), tmp_path / "c.yaml")
     ports = {d.id: loaded.target(d).options["snmp_port"] for d in loaded.devices}
     assert ports == {"a1": 1161, "a2": 2161, "a3": 3161}
+
+
+# ---------------------------------------------------------------- docs/config.md
+
+
+def test_docs_name_every_key_of_the_config_models() -> None:
+    c = config_module
+    docs = (ROOT / "docs" / "config.md").read_text(encoding="utf-8")
+    models = (c.Config, c.ServerConfig, c.DefaultsConfig, c.CommuneConfig, c.SiteConfig,
+              c.Coordinates, c.CameraConfig, c.ApConfig, c.OnvifAuth, c.SnmpAuth,
+              c.CameraProfile, c.ApProfile, CheckSettings)
+    missing = [f"{m.__name__}.{name}" for m in models for name in m.model_fields
+               if f"`{name}`" not in docs and not (name.endswith(("_file", "_env"))
+                                                   and f"`{name.rsplit('_', 1)[0]}`" in docs)]
+    assert not missing, f"docs/config.md does not mention {missing}"
+    for label in c.RESERVED_LABELS:
+        assert f"`{label}`" in docs
+
+
+def test_docs_yaml_examples_are_valid() -> None:
+    docs = (ROOT / "docs" / "config.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", docs, re.S)
+    assert len(blocks) >= 4
+    for block in blocks:
+        Config.model_validate(yaml.safe_load(block))
