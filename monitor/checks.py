@@ -159,6 +159,20 @@ async def check_device(
         for check in settings_used:
             group.create_task(run(check))
     ordered = {c: results[c] for c in checks if c in results}
+    report = build_report(target, ordered, profile, started=started_wall)
+    report.duration = loop.time() - start
+    return report
+
+
+def build_report(
+    target: Target, results: dict[str, CheckResult], profile: Any, started: float | None = None
+) -> DeviceReport:
+    """A DeviceReport from results obtained elsewhere (e.g. the daemon's scheduler), so every
+    renderer of monitor.report works on them; secrets are masked here too."""
+    checks = CHECKS_BY_KIND[target.kind]
+    settings = {c: getattr(profile, c) for c in checks if getattr(profile, c).enabled}
+    skipped = [c for c in checks if c not in settings]
+    ordered = {c: results[c] for c in checks if c in results}
     secrets = secret_values(target)
     for result in ordered.values():
         _scrub(result, secrets)
@@ -175,8 +189,8 @@ async def check_device(
         reasons=[redact(r, secrets) for r in reasons],
         results=ordered,
         samples=samples,
-        settings=settings_used,
+        settings=settings,
         skipped=skipped,
-        started=started_wall,
-        duration=loop.time() - start,
+        started=started if started is not None else time.time(),
+        duration=sum(r.duration for r in ordered.values()),
     )

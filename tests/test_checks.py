@@ -145,3 +145,20 @@ async def test_ap_checks(probers: dict[str, Any], monkeypatch: pytest.MonkeyPatc
 def test_redact_url_userinfo_without_known_secret() -> None:
     assert checks.redact("rtsp://u:p@h/x and http://a@b", []) == \
         "rtsp://<secret>@h/x and http://<secret>@b"
+
+
+def test_build_report_from_scheduler_results() -> None:
+    """The daemon's stored results can be rendered with the same debug view."""
+    from monitor.report import render_debug
+
+    target = camera()
+    rtsp = CheckResult("rtsp", False, reason="auth_failed", message=f"401 for {PASSWORD}",
+                       problems={"no_stream": True})
+    profile = CameraProfile.model_validate({"kind": "camera", "ping": {"enabled": False}})
+    report = checks.build_report(target, {"rtsp": rtsp, "onvif": CheckResult("onvif", True)},
+                                 profile)
+    assert list(report.results) == ["onvif", "rtsp"]
+    assert report.skipped == ["ping"]
+    assert report.status == Status.CRITICAL and report.reasons == ["no_stream"]
+    text = render_debug(report)
+    assert "check=rtsp failed reason=auth_failed" in text and PASSWORD not in text
