@@ -250,3 +250,33 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     # unknown keys are only warnings (exit 0): no output at all is the pass condition
     assert proc.returncode == 0 and proc.stdout + proc.stderr == "", proc.stdout + proc.stderr
+
+
+# The image installs camnet without the [test] extra: the daemon, check-config and the probers
+# must import without any of its packages. A meta-path hook makes them unimportable here.
+_WITHOUT_TEST_EXTRA = """
+import importlib, importlib.abc, pkgutil, sys
+BLOCKED = {"pytest", "_pytest", "pytest_asyncio", "pytest_timeout", "hypothesis", "snmpsim",
+           "snmpsim_data", "mypy", "ruff"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, Block())
+import probes
+for info in pkgutil.iter_modules(probes.__path__):
+    importlib.import_module(f"probes.{info.name}")
+import monitor.daemon
+from monitor.cli import build_parser, main
+build_parser()
+sys.exit(main(["check-config", "config/camnet.yaml"]))
+"""
+
+
+def test_daemon_runs_without_the_test_extra() -> None:
+    proc = subprocess.run([sys.executable, "-c", _WITHOUT_TEST_EXTRA], cwd=ROOT,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "OK (37 sites" in proc.stdout
