@@ -252,3 +252,91 @@ def test_installed_entry_point_exit_code(tmp_path: Path) -> None:
     assert out.returncode == 3
     assert out.stdout == ""
     assert one_line(out.stderr).startswith("camnet probe: unknown ap id 'no-such-ap'")
+
+
+# ---------------------------------------------------------------- cameras of a private lab
+
+LAB_CAMERA = "127.0.15.50"
+LAB_CONTROL = "127.0.15.51:9839"
+LAB_PASSWORD = "lab-Pass-15x"
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Path]:
+    """`camnet lab` serving one camera on 127.0.15.50 (ONVIF :8080, RTSP :18554); yields the
+    config. Started as a process, stopped with SIGTERM (killed if it does not stop)."""
+    ready("onvif", "rtsp")
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets/cam.password").write_text(LAB_PASSWORD + "\n")
+    cfg = tmp_path / "camnet.yaml"
+    cfg.write_text(
+        "defaults: {camera_auth: cam, onvif_port: 8080}\n"
+        "communes: [{id: daron, name: Đạ Ròn}]\n"
+        "sites: [{id: daron-01, commune: daron, name: \"Nhà văn hóa thôn 01, Đạ Ròn\"}]\n"
+        "auths: {cam: {type: onvif, username: admin, password_file: secrets/cam.password}}\n"
+        f"cameras: [{{id: cam-daron-01, site: daron-01, address: {LAB_CAMERA}}}]\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "lab", "--config", str(cfg), "--control", LAB_CONTROL,
+         "--rtsp-port", "18554", "--state-dir", str(tmp_path / "state")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:  # the lab prints "ready" once every server listens
+            seen.append(line)
+            if "camnet lab: ready" in line:
+                break
+        else:
+            pytest.fail("the lab did not start:\n" + "".join(seen))
+        yield cfg
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def lab_fault(state: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "monitor", "lab", "fault", "cam-daron-01", state,
+                          "--control", LAB_CONTROL], cwd=REPO, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_lab_camera_ok_saves_frame(lab: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    frame = tmp_path / "frame.jpg"
+    code, out, err = run_cli(capsys, "camera", "cam-daron-01", "--config", str(lab),
+                             "--skip", "ping", "--save-frame", str(frame), "--timeout", "15s")
+    assert code == 0, out + err
+    assert out.startswith("OK cam-daron-01 (Nhà văn hóa thôn 01, Đạ Ròn)\n")
+    assert frame.read_bytes()[:2] == b"\xff\xd8"  # a JPEG
+    assert LAB_PASSWORD not in out + err
+
+
+def test_lab_camera_wrong_password(lab: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.write_text(SECRET + "\n")
+    for lang, word in (("en", "auth_failed"), ("vi", "sai tài khoản/mật khẩu")):
+        code, out, err = run_cli(capsys, "camera", f"onvif://{LAB_CAMERA}:8080", "--user", "admin",
+                                 "--password-file", str(wrong), "--skip", "ping", "--timeout",
+                                 "15s", "--lang", lang, "--debug")
+        assert code == 2, out + err
+        assert word in out.splitlines()[0]
+        assert SECRET not in out + err
+
+
+def test_lab_camera_faults(lab: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lab_fault("black")
+    code, out, _ = run_cli(capsys, "camera", "cam-daron-01", "--config", str(lab), "--skip",
+                           "ping", "--timeout", "15s", "--json")
+    data = json.loads(out)
+    assert code == 2 and "black" in data["reasons"], out
+    lab_fault("hang")
+    code, out, _ = run_cli(capsys, "camera", "cam-daron-01", "--config", str(lab), "--skip",
+                           "ping", "--timeout", "4s")
+    assert code == 2, out
+    assert out.startswith("CRITICAL cam-daron-01")
