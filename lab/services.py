@@ -175,6 +175,7 @@ def prometheus_config(
     doc["rule_files"] = [str(PROMETHEUS_DIR / f) for f in doc.get("rule_files", [])]
     if scrape_interval:
         doc["global"]["scrape_interval"] = scrape_interval
+        doc["global"]["scrape_timeout"] = scrape_interval  # may not exceed the interval
     if evaluation_interval:
         doc["global"]["evaluation_interval"] = evaluation_interval
     if alertmanager:
