@@ -456,6 +456,27 @@ def _compose_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any
             _compose_lines(item, (*path, i), lines)
 
 
+# An inventory of a few hundred devices is a few thousand nodes; far more means aliases that
+# expand exponentially ("billion laughs"), which would hang validation.
+MAX_YAML_NODES = 200_000
+
+
+def _too_many_nodes(root: yaml.Node) -> bool:
+    count = 0
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            return True
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                stack.extend((key_node, value_node))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return False
+
+
 def _duplicate_keys(node: yaml.Node, path: tuple[Any, ...], out: list[tuple[int, tuple[Any, ...]]]) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -849,6 +870,9 @@ def parse_config(text: str, path: Path) -> LoadedConfig:
     """Validate config text that came from `path` (used for messages and relative files)."""
     try:
         node = yaml.compose(text, Loader=_LineLoader)
+        if node is not None and _too_many_nodes(node):
+            raise ConfigError([f"{path}:1: (yaml): more than {MAX_YAML_NODES} values once "
+                               "aliases are expanded; write the inventory out"])
         raw = yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as e:
         # `from None`, and no snippet of the line: the offending line may hold a password.

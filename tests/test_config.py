@@ -359,6 +359,17 @@ def test_password_file_is_relative_to_the_config_file(
     assert secret is not None and secret.get_secret_value() == "from-the-config-dir"
 
 
+def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    with pytest.raises(ConfigError) as e:
+        parse_config("\n".join(lines) + "\n", tmp_path / "c.yaml")
+    assert e.value.problems == [
+        f"{tmp_path / 'c.yaml'}:1: (yaml): more than 200000 values once aliases are expanded; "
+        "write the inventory out"
+    ]
+
+
 def test_empty_sections_and_minimal_configs(tmp_path: Path) -> None:
     loaded = parse_config("", tmp_path / "c.yaml")
     assert loaded.devices == []
