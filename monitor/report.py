@@ -99,11 +99,22 @@ FACT_LABELS: dict[str, tuple[str, str]] = {
     "interfaces": ("interfaces", "cổng mạng"),
     "clients": ("WiFi clients", "thiết bị WiFi đang kết nối"),
     "wifi_clients": ("WiFi clients", "thiết bị WiFi đang kết nối"),
+    "radios": ("radios", "sóng WiFi"),
     "cpu_usage_ratio": ("CPU", "CPU"),
     "memory_usage_ratio": ("memory", "bộ nhớ"),
     "rtt_seconds": ("round-trip time", "thời gian phản hồi"),
     "loss_ratio": ("packet loss", "mất gói"),
+    "module": ("SNMP profile", "cấu hình SNMP"),
+    "sys_object_id": ("sysObjectID", "sysObjectID"),
+    "values": ("values read", "số giá trị đọc được"),
+    "requests": ("SNMP requests", "số yêu cầu SNMP"),
+    "retries": ("retries", "số lần gửi lại"),
+    "varbinds": ("varbinds", "số varbind"),
 }
+# What the radio figures of the SNMP prober are measured in.
+_RADIO_UNITS = {"noise": " dBm", "frequency": " MHz", "utilisation": " %", "channel": ""}
+_RADIO_WORDS_VI = {"noise": "nhiễu", "frequency": "tần số", "utilisation": "mức sử dụng",
+                   "channel": "kênh"}
 
 _ANSI = {Status.OK: "32", Status.WARNING: "33", Status.CRITICAL: "31", Status.UNKNOWN: "35"}
 
@@ -160,11 +171,29 @@ def format_value(key: str, value: Any, lang: str = "en") -> str:
         parts = []
         for item in value:
             if isinstance(item, dict) and "name" in item:
-                state = "" if "up" not in item else (" up" if item["up"] else " down")
+                words = ("up", "down") if lang == "en" else ("bật", "tắt")
+                state = "" if "up" not in item else f" {words[0] if item['up'] else words[1]}"
                 parts.append(f"{item['name']}{state}")
             else:
                 parts.append(format_value("", item, lang))
         return ", ".join(parts)
+    radio = "radio" if lang == "en" else "sóng"
+    if key in ("clients", "wifi_clients") and isinstance(value, dict):
+        per = ", ".join(f"{radio} {k}: {format_value('', v, lang)}" for k, v in value.items())
+        total = sum(v for v in value.values() if isinstance(v, int | float))
+        return f"{format_value('', total, lang)} ({per})"
+    if key == "radios" and isinstance(value, dict):
+        parts = []
+        for name, figures in value.items():
+            if isinstance(figures, dict):
+                shown = ", ".join(
+                    f"{_RADIO_WORDS_VI.get(k, k) if lang == 'vi' else k} "
+                    f"{format_value('', v, lang)}{_RADIO_UNITS.get(k, '')}"
+                    for k, v in figures.items())
+            else:
+                shown = format_value("", figures, lang)
+            parts.append(f"{radio} {name}: {shown}")
+        return "; ".join(parts)
     if isinstance(value, dict):
         return ", ".join(f"{k} {format_value(str(k), v, lang)}" for k, v in value.items())
     if isinstance(value, list | tuple):
@@ -183,7 +212,7 @@ def fact_label(key: str, lang: str = "en") -> str:
 def _derived_facts(samples: Iterable[Sample]) -> dict[str, Any]:
     """Facts read back from metric samples, for probers that put a value only in a metric."""
     out: dict[str, Any] = {}
-    interfaces: dict[str, str] = {}
+    interfaces: dict[str, bool] = {}
     clients: dict[str, float] = {}
     simple = {
         "camnet_ping_rtt_seconds": "rtt_seconds",
@@ -208,11 +237,11 @@ def _derived_facts(samples: Iterable[Sample]) -> dict[str, Any]:
         elif s.name == "camnet_ap_boot_time_seconds" and s.value > 0:
             out["uptime_seconds"] = max(0.0, dt.datetime.now(dt.UTC).timestamp() - s.value)
         elif s.name == "camnet_ap_interface_up":
-            interfaces[s.labels.get("interface", "?")] = "up" if s.value else "down"
+            interfaces[s.labels.get("interface", "?")] = bool(s.value)
         elif s.name == "camnet_ap_wifi_clients":
             clients[s.labels.get("radio", "?")] = s.value
     if interfaces:
-        out["interfaces"] = interfaces
+        out["interfaces"] = [{"name": k, "up": v} for k, v in interfaces.items()]
     if clients:
         total = sum(clients.values())
         out["clients"] = int(total) if len(clients) == 1 else {

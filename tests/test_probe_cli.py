@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -275,9 +276,16 @@ def lab(tmp_path: Path) -> Iterator[Path]:
         "sites: [{id: daron-01, commune: daron, name: \"Nhà văn hóa thôn 01, Đạ Ròn\"}]\n"
         "auths: {cam: {type: onvif, username: admin, password_file: secrets/cam.password}}\n"
         f"cameras: [{{id: cam-daron-01, site: daron-01, address: {LAB_CAMERA}}}]\n")
+    with run_lab(cfg, LAB_CONTROL, tmp_path / "state", "--rtsp-port", "18554"):
+        yield cfg
+
+
+@contextmanager
+def run_lab(cfg: Path, control: str, state_dir: Path, *extra: str) -> Iterator[None]:
+    """`camnet lab` as a process until the block ends (SIGTERM, then kill)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "lab", "--config", str(cfg), "--control", LAB_CONTROL,
-         "--rtsp-port", "18554", "--state-dir", str(tmp_path / "state")],
+        [sys.executable, "-m", "monitor", "lab", "--config", str(cfg), "--control", control,
+         "--state-dir", str(state_dir), *extra],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert proc.stdout is not None
@@ -288,7 +296,7 @@ def lab(tmp_path: Path) -> Iterator[Path]:
                 break
         else:
             pytest.fail("the lab did not start:\n" + "".join(seen))
-        yield cfg
+        yield
     finally:
         proc.terminate()
         try:
@@ -298,9 +306,9 @@ def lab(tmp_path: Path) -> Iterator[Path]:
             proc.wait(timeout=10)
 
 
-def lab_fault(state: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "monitor", "lab", "fault", "cam-daron-01", state,
-                          "--control", LAB_CONTROL], cwd=REPO, capture_output=True, text=True,
+def lab_fault(state: str, device: str = "cam-daron-01", control: str = LAB_CONTROL) -> None:
+    out = subprocess.run([sys.executable, "-m", "monitor", "lab", "fault", device, state,
+                          "--control", control], cwd=REPO, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -340,3 +348,74 @@ def test_lab_camera_faults(lab: Path, capsys: pytest.CaptureFixture[str]) -> Non
                            "ping", "--timeout", "4s")
     assert code == 2, out
     assert out.startswith("CRITICAL cam-daron-01")
+
+
+# ---------------------------------------------------------------- access points of a private lab
+
+AP_CONTROL = "127.0.15.62:9839"
+AP_COMMUNITY = "ap-Comm-15x"
+AP_AUTH = "auth-Pass-15x"
+AP_PRIV = "priv-Pass-15x"
+
+
+@pytest.fixture
+def lab_aps(tmp_path: Path) -> Iterator[Path]:
+    """`camnet lab` with two simulated Ubiquiti APs: v2c on .60, SNMPv3 authPriv on .61."""
+    ready("snmp")
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name, value in (("c", AP_COMMUNITY), ("a", AP_AUTH), ("p", AP_PRIV)):
+        (secrets / name).write_text(value + "\n")
+    cfg = tmp_path / "camnet.yaml"
+    cfg.write_text(
+        "defaults: {ap_auth: v2, snmp_port: 1161}\n"
+        "communes: [{id: tutra, name: Tu Tra}]\n"
+        "sites: [{id: tutra-01, commune: tutra, name: \"Nhà văn hóa thôn 01, Tu Tra\"}]\n"
+        "auths:\n"
+        "  v2: {type: snmp, version: 2c, community_file: secrets/c}\n"
+        "  v3: {type: snmp, version: 3, username: camnet, security_level: authPriv,\n"
+        "       auth_protocol: SHA, auth_password_file: secrets/a, priv_protocol: AES,\n"
+        "       priv_password_file: secrets/p}\n"
+        "aps:\n"
+        "  - {id: ap-tutra-01, site: tutra-01, address: 127.0.15.60}\n"
+        "  - {id: ap-tutra-02, site: tutra-01, address: 127.0.15.61, auth: v3}\n")
+    with run_lab(cfg, AP_CONTROL, tmp_path / "state"):
+        yield cfg
+
+
+def test_lab_aps_by_id_and_by_address(lab_aps: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    for ap in ("ap-tutra-01", "ap-tutra-02"):
+        code, out, err = run_cli(capsys, "ap", ap, "--config", str(lab_aps), "--skip", "ping",
+                                 "--timeout", "8s", "--json")
+        assert code == 0, out + err
+        data = json.loads(out)
+        names = {m["name"] for m in data["metrics"]}
+        assert {"camnet_ap_up", "camnet_ap_interface_up", "camnet_ap_wifi_clients"} <= names
+        assert data["checks"]["snmp"]["facts"]["model"] == "NanoStation M5"
+    # the same v3 agent by address, secrets from files and from the environment
+    auth, priv = tmp_path / "auth", tmp_path / "priv"
+    auth.write_text(AP_AUTH + "\n")
+    priv.write_text(AP_PRIV + "\n")
+    code, out, err = run_cli(capsys, "ap", "snmp://127.0.15.61:1161", "--v3-user", "camnet",
+                             "--auth-password-file", str(auth), "--priv-password-file", str(priv),
+                             "--skip", "ping", "--timeout", "8s", "--debug")
+    assert code == 0, out + err
+    assert out.startswith("OK 127.0.15.61\n") and "NanoStation M5" in out
+    assert AP_AUTH not in out and AP_PRIV not in out
+    monkeypatch.setenv("CAMNET_AUTH_PASSWORD", AP_AUTH)
+    monkeypatch.setenv("CAMNET_PRIV_PASSWORD", SECRET)  # wrong privacy password
+    code, out, err = run_cli(capsys, "ap", "127.0.15.61", "--port", "1161", "--v3-user", "camnet",
+                             "--skip", "ping", "--timeout", "3s", "--debug")
+    assert code == 2, out + err
+    assert out.startswith("CRITICAL 127.0.15.61: snmp: ")
+    assert SECRET not in out + err and AP_AUTH not in out + err
+
+
+def test_lab_ap_offline(lab_aps: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lab_fault("offline", "ap-tutra-01", AP_CONTROL)
+    code, out, _ = run_cli(capsys, "ap", "ap-tutra-01", "--config", str(lab_aps), "--skip",
+                           "ping", "--timeout", "3s", "--lang", "vi")
+    assert code == 2
+    assert out.startswith("NGHIÊM TRỌNG ap-tutra-01 (Nhà văn hóa thôn 01, Tu Tra): SNMP: ")

@@ -239,3 +239,19 @@ def test_unknown_status_samples() -> None:
                           [Sample("camnet_camera_up", 0.0)])
     assert verdict_line(report) == \
         "UNKNOWN cam-daron-01 (Nhà văn hóa thôn 01, Đạ Ròn): rtsp prober failed: boom"
+
+
+def test_snmp_prober_fact_shapes() -> None:
+    """The SNMP prober's facts: interfaces as a list, clients and radios per radio."""
+    report = ap_report()
+    report.results["snmp"].facts.update({
+        "interfaces": [{"name": "eth0", "up": 1, "rx_bytes": 5}, {"name": "ath0", "up": 0}],
+        "clients": {"1": 9, "2": 3},
+        "radios": {"1": {"noise": -101, "frequency": 5860}},
+    })
+    text = render_text(report)
+    assert "eth0 up, ath0 down" in text
+    assert "12 (radio 1: 9, radio 2: 3)" in text
+    assert "radio 1: noise -101 dBm, frequency 5860 MHz" in text
+    vi = render_text(report, lang="vi")
+    assert "eth0 bật, ath0 tắt" in vi and "sóng 1: nhiễu -101 dBm, tần số 5860 MHz" in vi
