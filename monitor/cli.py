@@ -41,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
     from monitor.daemon import run_daemon
 
-    return run_daemon(args.config, log_format=args.log_format, log_level=args.log_level)
+    return run_daemon(args.config, log_format=args.log_format, log_level=args.log_level, listen=args.listen)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the monitoring daemon")
     run.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config file (YAML)")
+    run.add_argument(
+        "--listen", metavar="HOST:PORT", help="override server.listen (e.g. 0.0.0.0:9830 in a container)"
+    )
     run.add_argument("--log-format", choices=("logfmt", "json"), default="logfmt")
     run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     run.set_defaults(func=cmd_run)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
+from pydantic import ValidationError
 
 from monitor import __version__
-from monitor.config import ConfigError, LoadedConfig, load_config
+from monitor.config import ConfigError, LoadedConfig, ServerConfig, load_config
 from monitor.exporter import DeviceCollector, WebHooks, build_app, start_server
 from monitor.logs import event, register_secrets, setup_logging
 from monitor.scheduler import Scheduler, SchedulerMetrics
@@ -36,8 +37,9 @@ def config_secrets(loaded: LoadedConfig) -> list[str]:
 class Daemon:
     """One camnet process: state, scheduler, metrics registry and web server."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, listen: str | None = None) -> None:
         self.config_path = config_path
+        self.listen = listen
         self.registry = CollectorRegistry()
         self.state = State()
         self.scheduler = Scheduler(self.state, SchedulerMetrics(self.registry))
@@ -67,10 +69,13 @@ class Daemon:
             registry=self.registry, state=self.state, alive=self.scheduler.alive,
             reload=self.reload, probe=self.probe_now, debug_view=debug_view,
         )
-        host, port = loaded.config.server.host_port
+        server = loaded.config.server
+        if self.listen:
+            server = ServerConfig(listen=self.listen)
+        host, port = server.host_port
         self.runner = await start_server(build_app(hooks), host, port)
         c = loaded.config
-        event(log, logging.INFO, "camnet started", version=__version__, listen=c.server.listen,
+        event(log, logging.INFO, "camnet started", version=__version__, listen=server.listen,
               config=str(self.config_path), cameras=len(c.cameras), aps=len(c.aps), sites=len(c.sites))
 
     def _apply_loaded(self, loaded: LoadedConfig) -> tuple[set[str], set[str], set[str]]:
@@ -91,7 +96,7 @@ class Daemon:
                 event(log, logging.ERROR, "config reload failed; keeping the previous config",
                       config=str(self.config_path), problems=len(e.problems), first=e.problems[0])
                 return False, e.problems
-            old_listen = self.loaded.config.server.listen if self.loaded else None
+            old_listen = self.loaded.config.server.listen if self.loaded and not self.listen else None
             added, changed, removed = self._apply_loaded(loaded)
             await self.scheduler.apply(added, changed, removed)
             if old_listen and old_listen != loaded.config.server.listen:
@@ -158,7 +163,7 @@ async def warm_up_probers() -> None:
         event(log, logging.WARNING, "ONVIF warm-up failed", error=f"{type(e).__name__}: {e}")
 
 
-async def serve(config_path: Path) -> int:
+async def serve(config_path: Path, listen: str | None = None) -> int:
     """Run until SIGTERM/SIGINT; SIGHUP reloads."""
     try:
         loaded = await asyncio.to_thread(load_config, config_path)
@@ -168,7 +173,13 @@ async def serve(config_path: Path) -> int:
         event(log, logging.ERROR, "config is invalid; not starting", config=str(config_path),
               problems=len(e.problems))
         return 1
-    daemon = Daemon(config_path)
+    if listen is not None:
+        try:
+            ServerConfig(listen=listen)
+        except ValidationError as e:
+            print(f"--listen: {e.errors()[0]['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+            return 1
+    daemon = Daemon(config_path, listen)
     loop = asyncio.get_running_loop()
     try:
         await daemon.start(loaded)
@@ -198,9 +209,11 @@ async def serve(config_path: Path) -> int:
     return 0
 
 
-def run_daemon(config_path: Path, log_format: str = "logfmt", log_level: str = "info") -> int:
+def run_daemon(
+    config_path: Path, log_format: str = "logfmt", log_level: str = "info", listen: str | None = None
+) -> int:
     """Entry point of `camnet run`."""
     import probes.onvif  # noqa: F401  (onvif's import sets up logging; ours must come after)
 
     setup_logging(log_format, log_level)
-    return asyncio.run(serve(Path(config_path)))
+    return asyncio.run(serve(Path(config_path), listen))
