@@ -135,16 +135,17 @@ def test_sighup_reload_sigterm_and_logfmt(tmp_path: Path, daemon_factory: list[D
     assert any(' msg=stopped' in line for line in lines)
 
 
-def test_json_logs(tmp_path: Path, daemon_factory: list[Daemon]) -> None:
-    listen = "127.0.13.202:9832"
-    d = Daemon(write_config(tmp_path, listen), listen, "--log-format", "json")
+def test_json_logs_and_listen_override(tmp_path: Path, daemon_factory: list[Daemon]) -> None:
+    override = "127.0.13.205:9833"
+    cfg = write_config(tmp_path, "127.0.13.202:9832")
+    d = Daemon(cfg, override, "--log-format", "json", "--listen", override)
     daemon_factory.append(d)
     d.wait_healthy()
     time.sleep(1.5)
     d.proc.send_signal(signal.SIGTERM)
     d.proc.wait(timeout=5)
     records = [json.loads(line) for line in d.log.read_text().splitlines() if line.startswith("{")]
-    assert any(r["msg"] == "camnet started" and r["level"] == "info" for r in records)
+    assert any(r["msg"] == "camnet started" and r["listen"] == override for r in records)
     assert any(r["msg"] == "device down" and r["device"] == "cam-1" for r in records)
 
 
