@@ -30,15 +30,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from pydantic import SecretStr
 
-from monitor.config import SnmpAuth  # noqa: E402
-from probes import snmp_modules as m  # noqa: E402
-from probes.base import CheckResult, Credentials, Target  # noqa: E402
-from probes.snmp import METRICS, SnmpSettings, probe_snmp  # noqa: E402
-from probes.snmp_client import close_managers  # noqa: E402
+from monitor.config import SnmpAuth
+from probes import snmp_modules as m
+from probes.base import CheckResult, Credentials, Target
+from probes.snmp import METRICS, SnmpSettings, probe_snmp
+from probes.snmp_client import close_managers
 
 DATA = Path(__import__("snmpsim_data").__file__).parent / "data"
 BASE = "127.0.11."
@@ -146,6 +146,8 @@ async def camnet_run(devices: int, rounds: int, settings: SnmpSettings) -> tuple
         await probe_snmp(t, settings, st, loop.time() + 30)
     varbinds = 0
     size = 0
+    if os.environ.get("FREEZE"):
+        import gc; gc.freeze()
     cpu0 = time.process_time()
     for _ in range(rounds):
         out = await asyncio.gather(*(probe_snmp(t, settings, st, loop.time() + 30)
@@ -191,7 +193,7 @@ def exporter_run(pid: int, devices: int, rounds: int) -> tuple[float, int]:
 
 def wait_port(host: str, port: int, proto: str = "tcp", timeout: float = 10.0) -> None:
     """Wait until a TCP port accepts connections."""
-    import socket  # noqa: PLC0415
+    import socket
 
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -237,7 +239,7 @@ def main() -> None:
         wait_port(host, int(port))
         time.sleep(0.5)
         settings = SnmpSettings(module="generic", max_repetitions=args.max_repetitions,
-                                request_timeout=5.0, retries=1)
+                                request_timeout=5.0, retries=3)
         print(f"recording {args.recording}: {len(lines)} override lines; snmpd on {top} addresses")
         print(f"{'devices':>7} {'varbinds/poll':>13} {'camnet s/1k':>11} {'exporter s/1k':>13} "
               f"{'ratio':>6} {'pysnmp s/1k':>11}")

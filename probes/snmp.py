@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from probes import snmp_modules as m
-from probes.base import CheckResult, CheckSettings, Duration, MetricDef, Target
+from probes.base import CheckResult, CheckSettings, Duration, MetricDef, Sample, Target
 from probes.snmp_ber import (
     GET_NEXT_REQUEST,
     OBJECT_IDENTIFIER,
@@ -145,12 +145,6 @@ async def _detect(session: Session, sys_object_id: str, state: dict[str, Any]) -
     return chosen
 
 
-def _column(varbinds: list[VarBind], prefix: bytes) -> dict[bytes, Any]:
-    """Row index (encoded suffix) -> value of one walked column."""
-    n = len(prefix)
-    return {vb[0][n:]: vb[2] for vb in varbinds}
-
-
 async def probe_snmp(
     target: Target, settings: SnmpSettings, state: dict[str, Any], deadline: float
 ) -> CheckResult:
@@ -162,7 +156,6 @@ async def probe_snmp(
         async with asyncio.timeout_at(deadline):
             answered = await _poll(session, target, settings, state, result)
     except SnmpError as exc:
-        answered = answered or bool(result.facts.get("sys_object_id"))
         result.reason = exc.reason
         result.message = str(exc)
     except TimeoutError:
@@ -173,9 +166,9 @@ async def probe_snmp(
         if close is not None:
             close()
     stats: Stats = getattr(session, "stats", Stats())
-    if result.facts.get("sys_object_id") is not None:
-        answered = True
-    result.success = answered and result.reason in ("", "oid_not_increasing", "no_such_object")
+    answered = answered or "sys_object_id" in result.facts
+    # A walk that stopped on bad OIDs still leaves a working agent: up, with a reason.
+    result.success = answered and result.reason in ("", "oid_not_increasing")
     if answered and result.reason:
         result.problems["snmp_partial"] = True
     result.add("camnet_ap_up", 1 if answered else 0)
@@ -200,12 +193,12 @@ async def _poll(session: Session, target: Target, settings: SnmpSettings, state:
     if known is not None:
         scalar_oids += known.scalars()
     found = await get(session, [_enc(o) for o in scalar_oids])
-    if _enc(m.SYS_UPTIME) not in found and _enc(m.SYS_OBJECT_ID) not in found:
-        raise SnmpNoSuchObject("the agent has neither sysUpTime nor sysObjectID")
     sys_object_id_vb = found.get(_enc(m.SYS_OBJECT_ID))
     sys_object_id = (oid_str(sys_object_id_vb[2]) if sys_object_id_vb is not None
                      and sys_object_id_vb[1] == OBJECT_IDENTIFIER and sys_object_id_vb[2] else "")
-    result.facts["sys_object_id"] = sys_object_id
+    result.facts["sys_object_id"] = sys_object_id  # also marks "the agent answered"
+    if _enc(m.SYS_UPTIME) not in found and _enc(m.SYS_OBJECT_ID) not in found:
+        raise SnmpNoSuchObject("the agent has neither sysUpTime nor sysObjectID")
     result.debug(f"system group read, sysObjectID {sys_object_id or '-'}")
 
     module = preset or await _detect(session, sys_object_id, state)
@@ -219,16 +212,21 @@ async def _poll(session: Session, target: Target, settings: SnmpSettings, state:
     columns = m.GENERIC_COLUMNS + [c for c in module.walk_columns() if c not in m.GENERIC_COLUMNS]
     prefixes = [_enc(c) for c in columns]
     reason = ""
+    sizes_key = (module.name, settings.bulk)
+    previous = state.get("table_rows")
+    expected = previous[1] if previous is not None and previous[0] == sizes_key else None
     try:
         walked = await walk(session, prefixes, module.max_repetitions or settings.max_repetitions,
-                            settings.bulk and module.bulk)
+                            settings.bulk and module.bulk, expected)
+        state["table_rows"] = (sizes_key, [len(rows) for rows in walked])
     except SnmpWalkError as exc:
         # Keep what the system group gave; the walk result is incomplete.
-        walked = [[] for _ in columns]
+        walked = [{} for _ in columns]
         reason = exc.reason
         result.message = str(exc)
-    cols = {c: _column(vbs, p) for c, p, vbs in zip(columns, prefixes, walked, strict=True)}
-    result.facts["values"] = len(found) + sum(len(vbs) for vbs in walked)
+        state.pop("table_rows", None)
+    cols = dict(zip(columns, walked, strict=True))
+    result.facts["values"] = len(found) + sum(len(rows) for rows in walked)
     _emit(result, module, found, cols, state)
     result.reason = reason
     return True
@@ -277,6 +275,7 @@ def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
     if_names: dict[bytes, str] = {}
     seen: set[str] = set()
     interfaces = []
+    samples = result.samples
     for index in dict.fromkeys([*descrs, *names, *oper]):
         name = _text(names.get(index)) or _text(descrs.get(index))
         ifindex = ".".join(map(str, decode_subids(index)))
@@ -292,12 +291,22 @@ def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
         if tx is None:
             tx = out32.get(index)
         up = None if status is None else int(status == 1)
-        add("camnet_ap_interface_up", up, interface=name)
-        add("camnet_ap_interface_receive_bytes_total", rx, interface=name)
-        add("camnet_ap_interface_transmit_bytes_total", tx, interface=name)
-        add("camnet_ap_interface_errors_total", in_err.get(index), interface=name, direction="in")
-        add("camnet_ap_interface_errors_total", out_err.get(index), interface=name,
-            direction="out")
+        # Built directly (not via result.add): this runs for every interface of every AP.
+        labels = {"interface": name}
+        if up is not None:
+            samples.append(Sample("camnet_ap_interface_up", float(up), labels))
+        if rx is not None:
+            samples.append(Sample("camnet_ap_interface_receive_bytes_total", float(rx), labels))
+        if tx is not None:
+            samples.append(Sample("camnet_ap_interface_transmit_bytes_total", float(tx), labels))
+        errors = in_err.get(index)
+        if errors is not None:
+            samples.append(Sample("camnet_ap_interface_errors_total", float(errors),
+                                  {"interface": name, "direction": "in"}))
+        errors = out_err.get(index)
+        if errors is not None:
+            samples.append(Sample("camnet_ap_interface_errors_total", float(errors),
+                                  {"interface": name, "direction": "out"}))
         interfaces.append({"name": name, "index": ifindex, "up": up, "rx_bytes": rx,
                            "tx_bytes": tx})
     result.facts["interfaces"] = interfaces
@@ -343,7 +352,7 @@ def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
             clients["all"] = value
     per_radio: dict[str, dict[str, float]] = {}
     for table in module.radios:
-        labels = cols.get(table.label)
+        label_texts = cols.get(table.label)
         wanted = (("clients", table.clients), ("channel", table.channel),
                   ("frequency", table.frequency_mhz), ("noise", table.noise_dbm),
                   ("utilisation", table.utilisation_pct))
@@ -353,7 +362,7 @@ def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
             for index, value in cols[column].items():
                 if not isinstance(value, int):
                     continue
-                radio = _radio_label(table.label, index, labels, if_names)
+                radio = _radio_label(table.label, index, label_texts, if_names)
                 if what == "clients":
                     clients[radio] = clients.get(radio, 0) + value
                 else:

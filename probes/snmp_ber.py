@@ -40,6 +40,8 @@ GET_RESPONSE = 0xA2
 GET_BULK_REQUEST = 0xA5
 REPORT = 0xA8
 
+_REQUESTS = frozenset((GET_REQUEST, GET_NEXT_REQUEST, GET_BULK_REQUEST))
+
 VERSION_1 = 0
 VERSION_2C = 1
 VERSION_3 = 3
@@ -74,8 +76,8 @@ class Response:
 
 # ---------------------------------------------------------------- OIDs
 
-_OID_CACHE: dict[bytes, tuple[int, ...]] = {}
-_OID_CACHE_MAX = 200_000
+OID_CACHE: dict[bytes, tuple[int, ...]] = {}
+OID_CACHE_MAX = 200_000
 
 
 def encode_oid(oid: str | tuple[int, ...]) -> bytes:
@@ -101,7 +103,7 @@ def encode_oid(oid: str | tuple[int, ...]) -> bytes:
 
 def oid_tuple(raw: bytes) -> tuple[int, ...]:
     """Decode the content bytes of an OID (cached: agents send the same OIDs every poll)."""
-    cached = _OID_CACHE.get(raw)
+    cached = OID_CACHE.get(raw)
     if cached is not None:
         return cached
     if not raw or raw[-1] & 0x80:
@@ -123,9 +125,9 @@ def oid_tuple(raw: bytes) -> tuple[int, ...]:
         first = subs[0]
         head = (first // 40, first % 40) if first < 80 else (2, first - 80)
         result = head + tuple(subs[1:])
-    if len(_OID_CACHE) >= _OID_CACHE_MAX:
-        _OID_CACHE.clear()
-    _OID_CACHE[raw] = result
+    if len(OID_CACHE) >= OID_CACHE_MAX:
+        OID_CACHE.clear()
+    OID_CACHE[raw] = result
     return result
 
 
@@ -152,10 +154,22 @@ def _int_body(n: int) -> bytes:
     return n.to_bytes(max(1, (n + (n < 0)).bit_length() // 8 + 1), "big", signed=True)
 
 
+_VB_CACHE: dict[bytes, bytes] = {}
+
+
+def _null_varbind(oid: bytes) -> bytes:
+    """The encoded `SEQUENCE { oid, NULL }` of a request (cached: requests repeat)."""
+    vb = _tlv(SEQUENCE, _tlv(OBJECT_IDENTIFIER, oid) + b"\x05\x00")
+    if len(_VB_CACHE) >= OID_CACHE_MAX:
+        _VB_CACHE.clear()
+    _VB_CACHE[oid] = vb
+    return vb
+
+
 def encode_request(version: int, community: bytes, pdu_type: int, request_id: int,
                    oids: list[bytes], non_repeaters: int = 0, max_repetitions: int = 0) -> bytes:
     """A v1/v2c request message; `oids` are encoded OIDs (see `encode_oid`)."""
-    vbl = b"".join(_tlv(SEQUENCE, _tlv(OBJECT_IDENTIFIER, o) + b"\x05\x00") for o in oids)
+    vbl = b"".join([_VB_CACHE.get(o) or _null_varbind(o) for o in oids])
     pdu = (_tlv(INTEGER, _int_body(request_id)) + _tlv(INTEGER, _int_body(non_repeaters))
            + _tlv(INTEGER, _int_body(max_repetitions)) + _tlv(SEQUENCE, vbl))
     msg = _tlv(INTEGER, _int_body(version)) + _tlv(OCTET_STRING, community) + _tlv(pdu_type, pdu)
@@ -210,15 +224,15 @@ def _int_at(data: bytes, i: int, end_limit: int) -> tuple[int, int]:
     return int.from_bytes(data[start:end], "big", signed=True), end
 
 
-def decode_message(data: bytes) -> Response:
-    """Decode a v1/v2c message; raises BerError for anything malformed or truncated."""
+def decode_message(data: bytes, requests: bool = False) -> Response:
+    """Decode a v1/v2c response (or, with `requests`, any PDU); BerError when malformed."""
     try:
-        return _decode(data)
+        return _decode(data, requests)
     except IndexError as exc:
         raise BerError("truncated message") from exc
 
 
-def _decode(data: bytes) -> Response:
+def _decode(data: bytes, requests: bool) -> Response:
     i, msg_end = _header(data, 0, SEQUENCE)
     if msg_end != len(data):
         raise BerError("trailing bytes after the message")
@@ -228,7 +242,7 @@ def _decode(data: bytes) -> Response:
     start, i = _header(data, i, OCTET_STRING)
     community = data[start:i]
     pdu_type = data[i]
-    if pdu_type not in (GET_RESPONSE, REPORT):
+    if pdu_type not in (GET_RESPONSE, REPORT) and not (requests and pdu_type in _REQUESTS):
         raise BerError(f"unexpected PDU type 0x{pdu_type:02x}")
     i, pdu_end = _header(data, i, pdu_type)
     if pdu_end != msg_end:

@@ -13,13 +13,14 @@ import socket
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from probes.snmp_ber import (
     END_OF_MIB_VIEW,
     GET_BULK_REQUEST,
     GET_NEXT_REQUEST,
     GET_REQUEST,
+    OID_CACHE,
     REPORT,
     VERSION_1,
     BerError,
@@ -306,26 +307,39 @@ async def get(session: Session, oids: Sequence[bytes]) -> dict[bytes, VarBind]:
 
 
 async def walk(session: Session, columns: Sequence[bytes], max_repetitions: int = 25,
-               bulk: bool = True) -> list[list[VarBind]]:
+               bulk: bool = True, expected: Sequence[int] | None = None) -> list[dict[bytes, Any]]:
     """Walk several subtrees side by side (GETBULK, or GETNEXT for v1 and broken agents).
 
-    Returns one list of varbinds per subtree, in agent order. Raises SnmpWalkError when an
-    agent returns a non-increasing OID (it would loop forever).
+    Returns, per subtree, row index (the encoded OID suffix) -> value. `expected` (rows each
+    subtree had last time) sizes the requests: the last one asks only for what is left plus
+    one, and subtrees expected empty go as non-repeaters, so a walk does not drag dozens of
+    varbinds past the end of each table. Raises SnmpWalkError when an agent returns a
+    non-increasing OID (it would loop forever).
     """
-    results: list[list[VarBind]] = [[] for _ in columns]
+    results: list[dict[bytes, Any]] = [{} for _ in columns]
     position = list(columns)
     last = [oid_tuple(c) for c in columns]
-    active = list(range(len(columns)))
     if session.version == VERSION_1:
         bulk = False
+    if bulk and expected is not None:
+        single = [c for c in range(len(columns)) if expected[c] == 0]
+        active = [c for c in range(len(columns)) if expected[c] != 0]
+    else:
+        single, active = [], list(range(len(columns)))
     repetitions = max_repetitions
     for _ in range(MAX_REQUESTS_PER_WALK):
-        if not active:
+        if not active and not single:
             return results
-        asked = [position[c] for c in active]
         if bulk:
-            resp = await session.request(GET_BULK_REQUEST, asked, 0, repetitions)
+            reps = repetitions
+            if expected is not None and active:
+                left = max(expected[c] - len(results[c]) for c in active)
+                if left > 0:
+                    reps = min(repetitions, left + 1)
+            asked = [position[c] for c in single] + [position[c] for c in active]
+            resp = await session.request(GET_BULK_REQUEST, asked, len(single), reps)
         else:
+            asked = [position[c] for c in active]
             resp = await session.request(GET_NEXT_REQUEST, asked)
         if resp.error_status:
             if resp.error_status == 1 and bulk and repetitions > 1:
@@ -338,30 +352,53 @@ async def walk(session: Session, columns: Sequence[bytes], max_repetitions: int 
             raise SnmpAgentError(resp.error_status, resp.error_index)
         varbinds = resp.varbinds
         width = len(active)
-        if not varbinds or (not bulk and len(varbinds) != width):
+        n_single = len(single) if bulk else 0
+        if len(varbinds) < n_single + (1 if width else 0) or (not bulk and len(varbinds) != width):
             raise SnmpBadReply(f"walk answer with {len(varbinds)} varbinds for {width} columns")
-        going = [True] * width
         progressed = False
-        for k, vb in enumerate(varbinds):
-            slot = k % width
-            if not going[slot]:
-                continue
-            c = active[slot]
-            oid = vb[0]
-            prefix = columns[c]
-            if vb[1] == END_OF_MIB_VIEW or len(oid) <= len(prefix) or not oid.startswith(prefix):
-                going[slot] = False
-                continue
-            t = oid_tuple(oid)
-            if t <= last[c]:
-                raise SnmpWalkError(
-                    f"agent returned {oid_str(oid)} after {'.'.join(map(str, last[c]))}"
-                )
-            last[c] = t
-            position[c] = oid
-            results[c].append(vb)
-            progressed = True
-        active = [c for slot, c in enumerate(active) if going[slot]]
+        joined = []
+        for c, vb in zip(single, varbinds[:n_single], strict=False):
+            if _take(columns[c], [vb], last, position, results, c)[0]:
+                joined.append(c)  # not empty after all: walk it with the others
+                progressed = True
+        single = []
+        still = []
+        for slot, c in enumerate(active):
+            taken, ended = _take(columns[c], varbinds[n_single + slot::width], last, position,
+                                 results, c)
+            progressed = progressed or taken > 0
+            if not ended:
+                still.append(c)
+        active = still + joined
         if active and not progressed:
             raise SnmpBadReply("walk made no progress")
     raise SnmpBadReply(f"walk did not finish after {MAX_REQUESTS_PER_WALK} requests")
+
+
+def _take(prefix: bytes, varbinds: list[VarBind], last: list[tuple[int, ...]],
+          position: list[bytes], results: list[dict[bytes, Any]], c: int) -> tuple[int, bool]:
+    """Record one column's share of an answer: (rows taken, subtree ended)."""
+    n = len(prefix)
+    rows = results[c]
+    prev = last[c]
+    cached = OID_CACHE.get
+    taken = 0
+    ended = False
+    oid = position[c]
+    for vb in varbinds:  # the hot loop of every walk: keep it flat
+        name = vb[0]
+        if vb[1] == END_OF_MIB_VIEW or len(name) <= n or not name.startswith(prefix):
+            ended = True
+            break
+        t = cached(name) or oid_tuple(name)
+        if t <= prev:
+            raise SnmpWalkError(
+                f"agent returned {oid_str(name)} after {'.'.join(map(str, prev))}"
+            )
+        prev = t
+        oid = name
+        rows[name[n:]] = vb[2]
+        taken += 1
+    last[c] = prev
+    position[c] = oid
+    return taken, ended

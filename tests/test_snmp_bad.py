@@ -1,0 +1,296 @@
+"""Bad input: a raw UDP responder sends crafted answers; camnet classifies, never crashes or stalls.
+
+The responder is a real UDP peer on 127.0.11.10:1161 with a tiny table (GET/GETNEXT/GETBULK
+semantics) whose answers each test corrupts in one way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from monitor.config import SnmpAuth
+from probes.base import CheckResult, Credentials, Target
+from probes.snmp import SnmpSettings, probe_snmp
+from probes.snmp_ber import (
+    COUNTER32,
+    END_OF_MIB_VIEW,
+    GAUGE32,
+    GET_BULK_REQUEST,
+    GET_NEXT_REQUEST,
+    GET_REQUEST,
+    INTEGER,
+    NO_SUCH_INSTANCE,
+    NO_SUCH_OBJECT,
+    OBJECT_IDENTIFIER,
+    OCTET_STRING,
+    TIMETICKS,
+    VarBind,
+    decode_message,
+    encode_oid,
+    encode_response,
+    oid_tuple,
+)
+from probes.snmp_client import close_managers
+
+HOST = "127.0.11.10"
+OTHER = "127.0.11.11"
+PORT = 1161
+
+
+def _table() -> list[tuple[tuple[int, ...], bytes, int, Any]]:
+    rows: list[tuple[str, int, Any]] = [
+        ("1.3.6.1.2.1.1.1.0", OCTET_STRING, b"test agent"),
+        ("1.3.6.1.2.1.1.2.0", OBJECT_IDENTIFIER, encode_oid("1.3.6.1.4.1.8072.3.2.10")),
+        ("1.3.6.1.2.1.1.3.0", TIMETICKS, 123456),
+        ("1.3.6.1.2.1.1.5.0", OCTET_STRING, b"bad-ap"),
+    ]
+    for i in (1, 2):
+        rows += [
+            (f"1.3.6.1.2.1.2.2.1.2.{i}", OCTET_STRING, f"eth{i}".encode()),
+            (f"1.3.6.1.2.1.2.2.1.8.{i}", INTEGER, 1),
+            (f"1.3.6.1.2.1.2.2.1.10.{i}", COUNTER32, 1000 * i),
+            (f"1.3.6.1.2.1.2.2.1.16.{i}", COUNTER32, 2000 * i),
+        ]
+    table = [(oid_tuple(encode_oid(o)), encode_oid(o), t, v) for o, t, v in rows]
+    return sorted(table)
+
+
+@dataclass
+class Responder(asyncio.DatagramProtocol):
+    """A minimal agent; `mangle` rewrites (or drops, returning None) each answer."""
+
+    version: int = 1
+    community: bytes = b"public"
+    mangle: Callable[[bytes, Any], bytes | list[bytes] | None] = lambda raw, req: raw
+    via_other: bool = False
+    table: list[tuple[tuple[int, ...], bytes, int, Any]] = field(default_factory=_table)
+    transport: Any = None
+    other: Any = None
+    requests: int = 0
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def _next(self, oid: bytes) -> VarBind:
+        keys = [row[0] for row in self.table]
+        i = bisect.bisect_right(keys, oid_tuple(oid))
+        if i >= len(self.table):
+            return oid, END_OF_MIB_VIEW, None
+        _, raw, tag, value = self.table[i]
+        return raw, tag, value
+
+    def answer(self, req: Any) -> bytes:
+        varbinds: list[VarBind] = []
+        names = [vb[0] for vb in req.varbinds]
+        if req.pdu_type == GET_REQUEST:
+            index = {row[1]: row for row in self.table}
+            for name in names:
+                row = index.get(name)
+                varbinds.append((name, row[2], row[3]) if row else (name, NO_SUCH_OBJECT, None))
+        elif req.pdu_type == GET_NEXT_REQUEST:
+            varbinds = [self._next(n) for n in names]
+        elif req.pdu_type == GET_BULK_REQUEST:
+            current = list(names)
+            for _ in range(max(1, req.error_index)):  # max-repetitions rides in error-index
+                row = [self._next(n) for n in current]
+                varbinds += row
+                current = [vb[0] for vb in row]
+        return encode_response(req.version, req.community, req.request_id, varbinds)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.requests += 1
+        req = decode_message(data, requests=True)
+        if req.community != self.community:
+            return  # a real agent drops a wrong community silently
+        out = self.mangle(self.answer(req), req)
+        if out is None:
+            return
+        for packet in out if isinstance(out, list) else [out]:
+            (self.other if self.via_other else self.transport).sendto(packet, addr)
+
+
+@pytest.fixture
+async def responder() -> AsyncIterator[Responder]:
+    loop = asyncio.get_running_loop()
+    proto = Responder()
+    transport, _ = await loop.create_datagram_endpoint(lambda: proto, local_addr=(HOST, PORT))
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind((OTHER, 0))
+    proto.other = other
+    try:
+        yield proto
+    finally:
+        transport.close()
+        other.close()
+        close_managers()
+
+
+def _target(community: str = "public", version: str = "2c") -> Target:
+    creds = Credentials(SnmpAuth(type="snmp", version=version),
+                        {"community": SecretStr(community)})
+    return Target("ap-bad", "ap", HOST, {}, creds, {"snmp_port": PORT})
+
+
+async def _probe(target: Target | None = None, timeout: float = 0.3, retries: int = 1,
+                 deadline: float = 10.0, **kw: Any) -> CheckResult:
+    loop = asyncio.get_running_loop()
+    settings = SnmpSettings(request_timeout=timeout, retries=retries, **kw)
+    return await probe_snmp(target or _target(), settings, {}, loop.time() + deadline)
+
+
+def _value(result: CheckResult, name: str) -> float | None:
+    return next((s.value for s in result.samples if s.name == name), None)
+
+
+async def test_the_responder_itself_works(responder: Responder) -> None:
+    result = await _probe()
+    assert result.success, result.message
+    assert _value(result, "camnet_ap_up") == 1
+    assert [i["name"] for i in result.facts["interfaces"]] == ["eth1", "eth2"]
+
+
+async def test_wrong_community_is_a_timeout(responder: Responder) -> None:
+    result = await _probe(_target("wrong"))
+    assert not result.success
+    assert result.reason == "timeout"
+    assert _value(result, "camnet_ap_up") == 0
+    assert "wrong" not in result.message  # the community is a secret
+    assert responder.requests == 2  # one try + one retry
+
+
+@pytest.mark.parametrize("cut", [1, 5, 17, -1, -7])
+async def test_truncated_answer_is_bad_reply(responder: Responder, cut: int) -> None:
+    responder.mangle = lambda raw, req: raw[:cut]
+    result = await _probe(timeout=5.0, deadline=30.0)
+    assert result.reason == "bad_reply"
+    assert not result.success
+    assert responder.requests == 1  # classified at once, not after the timeout
+
+
+async def test_garbage_answer_is_bad_reply(responder: Responder) -> None:
+    responder.mangle = lambda raw, req: b"\x30\x82\xff\xff" + bytes(range(256))
+    result = await _probe(timeout=5.0)
+    assert result.reason == "bad_reply"
+
+
+async def test_answer_from_the_wrong_address_is_ignored(responder: Responder) -> None:
+    responder.via_other = True
+    result = await _probe()
+    assert result.reason == "timeout"
+    assert _value(result, "camnet_ap_up") == 0
+
+
+async def test_answer_with_the_wrong_request_id_is_ignored(responder: Responder) -> None:
+    def wrong_id(raw: bytes, req: Any) -> bytes:
+        resp = decode_message(raw)
+        return encode_response(resp.version, resp.community, resp.request_id + 1, resp.varbinds)
+
+    responder.mangle = wrong_id
+    result = await _probe()
+    assert result.reason == "timeout"
+
+
+async def test_duplicated_answers_flood_is_harmless(responder: Responder) -> None:
+    responder.mangle = lambda raw, req: [raw] * 20
+    result = await _probe()
+    assert result.success, result.message
+    assert len(result.facts["interfaces"]) == 2
+
+
+async def test_non_increasing_oids_stop_the_walk(responder: Responder) -> None:
+    def backwards(raw: bytes, req: Any) -> bytes:
+        if req.pdu_type != GET_BULK_REQUEST:
+            return raw
+        resp = decode_message(raw)
+        # Answer every walk step with the column's first row again: a loop.
+        vbs = [(encode_oid("1.3.6.1.2.1.2.2.1.2.1"), OCTET_STRING, b"eth1")] * len(resp.varbinds)
+        return encode_response(resp.version, resp.community, resp.request_id, vbs)
+
+    responder.mangle = backwards
+    result = await _probe()
+    assert result.reason == "oid_not_increasing"
+    assert _value(result, "camnet_ap_up") == 1  # the agent answers; its walk is broken
+    assert "1.3.6.1.2.1.2.2.1.2.1" in result.message
+
+
+async def test_no_such_object_everywhere(responder: Responder) -> None:
+    def nothing(raw: bytes, req: Any) -> bytes:
+        resp = decode_message(raw)
+        tag = NO_SUCH_INSTANCE if req.pdu_type == GET_REQUEST else END_OF_MIB_VIEW
+        vbs = [(vb[0], tag, None) for vb in req.varbinds]
+        return encode_response(resp.version, resp.community, resp.request_id, vbs)
+
+    responder.mangle = nothing
+    result = await _probe()
+    assert result.reason == "no_such_object"
+    assert not result.success
+    assert _value(result, "camnet_ap_up") == 1
+
+
+async def test_end_of_mib_view_ends_walks(responder: Responder) -> None:
+    responder.table = [row for row in responder.table if row[0] < (1, 3, 6, 1, 2, 1, 2, 2, 1, 16)]
+    result = await _probe()
+    assert result.success, result.message
+    assert [i["tx_bytes"] for i in result.facts["interfaces"]] == [None, None]
+
+
+async def test_agent_error_status(responder: Responder) -> None:
+    def gen_err(raw: bytes, req: Any) -> bytes:
+        resp = decode_message(raw)
+        return encode_response(resp.version, resp.community, resp.request_id, resp.varbinds,
+                               error_status=5, error_index=1)
+
+    responder.mangle = gen_err
+    result = await _probe()
+    assert result.reason == "agent_error"
+    assert "genErr" in result.message
+
+
+async def test_v1_no_such_name_is_retried_without_the_object(responder: Responder) -> None:
+    responder.version = 0
+
+    def v1(raw: bytes, req: Any) -> bytes:
+        resp = decode_message(raw)
+        for k, vb in enumerate(resp.varbinds, 1):
+            if vb[1] in (NO_SUCH_OBJECT, NO_SUCH_INSTANCE, END_OF_MIB_VIEW):
+                return encode_response(0, resp.community, resp.request_id, list(req.varbinds),
+                                       error_status=2, error_index=k)
+        return raw
+
+    responder.mangle = v1
+    result = await _probe(_target(version="1"))
+    assert result.success, result.message
+    assert [i["name"] for i in result.facts["interfaces"]] == ["eth1", "eth2"]
+    assert result.facts["requests"] > 4  # GETNEXT, one object per column per request
+
+
+async def test_silent_agent_stops_at_the_deadline(responder: Responder) -> None:
+    responder.mangle = lambda raw, req: None
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    result = await _probe(timeout=5.0, retries=5, deadline=0.5)
+    assert result.reason == "timeout"
+    assert loop.time() - start < 5.0  # the deadline, not 6 x 5 s of retries
+
+
+async def test_counter32_client_count_is_a_gauge(responder: Responder) -> None:
+    # MikroTik types mtxrWlApClientCount as Counter32: it must still be a gauge sample.
+    responder.table = sorted([*responder.table,
+        (oid_tuple(encode_oid("1.3.6.1.4.1.14988.1.1.1.3.1.6.2")),
+         encode_oid("1.3.6.1.4.1.14988.1.1.1.3.1.6.2"), COUNTER32, 7),
+        (oid_tuple(encode_oid("1.3.6.1.4.1.14988.1.1.1.3.1.7.2")),
+         encode_oid("1.3.6.1.4.1.14988.1.1.1.3.1.7.2"), GAUGE32, 2437)])
+    result = await _probe(module="mikrotik")
+    assert result.success, result.message
+    clients = [s for s in result.samples if s.name == "camnet_ap_wifi_clients"]
+    assert [(dict(s.labels), s.value) for s in clients] == [({"radio": "eth2"}, 7.0)]
+    channel = [s.value for s in result.samples if s.name == "camnet_ap_wifi_channel"]
+    assert channel == [6.0]
