@@ -25,6 +25,8 @@ SMALL_WIDTH = 320  # differences and structure: ≈ 1 ms a frame at this size
 SIMILARITY_WIDTH = 80  # scene layout for "moved": noise averages out, ≈ 0.05 ms
 GRID_COLUMNS = 32  # blocks across the small frame (10 px each at 320 wide)
 BASELINE_SAMPLES = 15  # healthy sharpness values kept for the blur baseline (median)
+NORMAL_CONTRAST = 0.1  # luma std (0–1) of a daylight view; lower contrast scales frozen_block_delta
+BLUR_SIGMAS = (2.0, 4.0)  # px at 320 wide: how soft a reference is tried against a soft picture
 MIN_REFERENCE_FEATURES = 40  # below this a scene is too plain for ORB: use SSIM alone
 
 
@@ -40,13 +42,13 @@ class ImageSettings(StrictModel):
         description="a dark or flat picture with less than this share of textured blocks is black",
     )
     structure_std: float = Field(
-        default=2.0, ge=0, description="luma std (0–255) for a block to count as textured"
-    )
-    blank_contrast: float = Field(
-        default=0.03, ge=0, le=1, description="a picture this flat (std 0–1) is blank whatever its level"
+        default=0.5, ge=0,
+        description="luma std (0–255) for a block to count as textured (a covered lens gives 0)",
     )
     frozen_block_delta: float = Field(
-        default=1.0, ge=0, description="mean luma change (0–255) for a block to count as changed"
+        default=4.0, ge=0,
+        description="mean luma change (0–255) for a block to count as changed; above the "
+        "encoder noise between keyframes of a still picture (≤ 3 in the lab)",
     )
     frozen_changed_fraction: float = Field(
         default=0.02, ge=0, le=1,
@@ -65,8 +67,8 @@ class ImageSettings(StrictModel):
         description="scene similarity to the reference above which the view is unchanged",
     )
     moved_similarity: float = Field(
-        default=0.5, ge=-1, le=1,
-        description="scene similarity below which a view too plain for features counts as moved",
+        default=0.3, ge=-1, le=1,
+        description="scene similarity below which a soft or featureless view counts as moved",
     )
     moved_match_ratio: float = Field(
         default=0.2, ge=0, le=1, description="moved when fewer reference features than this match"
@@ -159,24 +161,40 @@ def changed_fraction(prev: np.ndarray, cur: np.ndarray, settings: ImageSettings)
     diff = cv2.absdiff(prev, cur)
     blocks = cv2.resize(diff, (cols, rows), interpolation=cv2.INTER_AREA).astype(np.float32)
     keep = _mask_grid(settings, cols, rows)
-    changed = (blocks > settings.frozen_block_delta) & keep
+    # A low-contrast (night) picture changes by less in absolute terms: scale the threshold
+    # with the picture's contrast, so its motion and sensor noise still count as life.
+    contrast = float(cv2.meanStdDev(cur)[1][0, 0]) / 255.0
+    delta = settings.frozen_block_delta * min(1.0, max(0.1, contrast / NORMAL_CONTRAST))
+    changed = (blocks > delta) & keep
     return float(changed.sum() / max(1, keep.sum()))
 
 
-def scene_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Zero-mean normalised cross-correlation of two frames at 80 px wide (−1..1).
+def _ncc(x: np.ndarray, y: np.ndarray) -> float:
+    x = x - x.mean()
+    y = y - y.mean()
+    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum()) / den if den > 0 else 1.0
 
-    The layout of the view at thumbnail size: insensitive to sensor noise and to a change of
-    light level (gain and offset cancel), while a 10% turn drops it from ≈ 0.95 to ≈ 0.2–0.3.
+
+def scene_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """How much the layout of two views agrees: median over 4×3 tiles of the zero-mean
+    normalised cross-correlation at 80 px wide (−1..1).
+
+    Thumbnails ignore sensor noise; normalisation ignores a change of light level; the median
+    over tiles ignores a passer-by or the on-screen clock in one or two tiles. The same view
+    scores ≈ 0.9–1, a turned camera ≈ 0–0.3.
     """
     x = resize_width(a, SIMILARITY_WIDTH).astype(np.float32)
     y = resize_width(b, SIMILARITY_WIDTH).astype(np.float32)
     if x.shape != y.shape:
         return 0.0
-    x -= x.mean()
-    y -= y.mean()
-    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
-    return float((x * y).sum()) / den if den > 0 else 1.0
+    h, w = x.shape
+    scores = [
+        _ncc(x[r * h // 3:(r + 1) * h // 3, c * w // 4:(c + 1) * w // 4],
+             y[r * h // 3:(r + 1) * h // 3, c * w // 4:(c + 1) * w // 4])
+        for r in range(3) for c in range(4)
+    ]
+    return float(np.median(scores))
 
 
 _ORB: Any = None
@@ -250,7 +268,7 @@ def assess(grey: np.ndarray, settings: ImageSettings, state: dict[str, Any],
 
     flat = report.structure < settings.black_structure
     dim = report.brightness < settings.dark_brightness
-    bad["black"] = flat and (dim or report.contrast < settings.blank_contrast)
+    bad["black"] = flat and dim
     bad["dark"] = dim and not bad["black"]
 
     prev = state.get("previous")
@@ -263,13 +281,15 @@ def assess(grey: np.ndarray, settings: ImageSettings, state: dict[str, Any],
     # Blur and view checks need a picture comparable with the healthy one: not black, not dark.
     if not bad["black"] and not bad["dark"]:
         history: list[float] = state.setdefault("sharpness_history", [])
+        softer = False
         if history:
             report.baseline_sharpness = float(np.median(history))
-            bad["blurred"] = report.sharpness < settings.blur_ratio * report.baseline_sharpness
+            softer = report.sharpness < settings.blur_ratio * report.baseline_sharpness
         elif settings.blur_min_sharpness > 0:
-            bad["blurred"] = report.sharpness < settings.blur_min_sharpness
-        if not bad["blurred"]:
-            bad["moved"] = _moved(report, small, keep, settings, state)
+            softer = report.sharpness < settings.blur_min_sharpness
+        bad["moved"] = _moved(report, small, keep, settings, state, softer)
+        # A turned or zoomed view is also less sharp: that is `moved`, not `blurred`.
+        bad["blurred"] = softer and not bad["moved"]
 
     healthy = not any(bad.values())
     if healthy:
@@ -293,8 +313,13 @@ def assess(grey: np.ndarray, settings: ImageSettings, state: dict[str, Any],
 
 
 def _moved(report: ImageReport, small: np.ndarray, keep: np.ndarray,
-           settings: ImageSettings, state: dict[str, Any]) -> bool:
-    """Compare with the reference view: cheap similarity first, ORB only when it is in doubt."""
+           settings: ImageSettings, state: dict[str, Any], softer: bool) -> bool:
+    """Compare with the reference view: cheap similarity first, ORB only when it is in doubt.
+
+    `softer` (sharpness fell) matters when features fail to match: blur wipes out ORB features
+    while the layout of the view stays, so a soft picture whose thumbnail still resembles the
+    reference is blurred, not moved.
+    """
     ref = state.get("reference")
     if ref is None or ref.shape != small.shape:
         return False
@@ -302,6 +327,13 @@ def _moved(report: ImageReport, small: np.ndarray, keep: np.ndarray,
     report.scene_similarity = score
     if score >= settings.moved_similarity_ok:
         return False
+    if softer:
+        # Compare with the reference blurred as much as the picture: a blurred view keeps its
+        # layout, a turned one does not.
+        soft = max(scene_similarity(cv2.GaussianBlur(ref, (0, 0), sigma), small)
+                   for sigma in BLUR_SIGMAS)
+        report.scene_similarity = max(score, soft)
+        return report.scene_similarity < settings.moved_similarity
     if "reference_features" not in state:
         state["reference_features"] = _features(ref, keep)
     ref_pts, ref_desc = state["reference_features"]
