@@ -46,7 +46,7 @@ STATES = ("ok", "address_changed", "unknown", "missing")
 STATE_WORDS = {
     "en": {"ok": "ok", "address_changed": "address changed", "unknown": "unknown",
            "missing": "missing"},
-    "vi": {"ok": "khớp", "address_changed": "đổi địa chỉ", "unknown": "lạ (không có trong danh sách)",
+    "vi": {"ok": "khớp", "address_changed": "đổi địa chỉ", "unknown": "lạ",
            "missing": "không trả lời"},
 }
 STATUS_WORDS = {
