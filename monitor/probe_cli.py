@@ -364,7 +364,8 @@ def one_shot_profile(profile: CameraProfile | ApProfile,
     kind = "camera" if isinstance(profile, CameraProfile) else "ap"
     for check in skip or []:
         if check not in CHECKS_BY_KIND[kind]:
-            raise ProbeError(f"--skip {check}: a {kind} has the checks "
+            what = "a camera" if kind == "camera" else "an access point"
+            raise ProbeError(f"--skip {check}: the checks of {what} are "
                              f"{', '.join(CHECKS_BY_KIND[kind])}")
         settings = getattr(profile, check).model_copy(update={"enabled": False})
         profile = profile.model_copy(update={check: settings})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -63,7 +64,7 @@ def free_port(kind: int, host: str = HOST) -> int:
     (["ap", "ap-daron-01", "--timeout", "soon"], "is not a duration"),
     (["ap", "snmp://127.0.15.9", "--port", "70000"], "'70000' is not a port"),
     (["camera", "cam-daron-01", "--lang", "fr"], "invalid choice: 'fr'"),
-    (["ap", "127.0.15.9", "--skip", "rtsp"], "--skip rtsp: a ap has the checks ping, snmp"),
+    (["ap", "127.0.15.9", "--skip", "rtsp"], "--skip rtsp: the checks of an access point are ping, snmp"),
 ])
 def test_bad_arguments_one_line_exit_3(capsys: pytest.CaptureFixture[str], argv: list[str],
                                         expected: str) -> None:
@@ -419,3 +420,42 @@ def test_lab_ap_offline(lab_aps: Path, capsys: pytest.CaptureFixture[str]) -> No
                            "ping", "--timeout", "3s", "--lang", "vi")
     assert code == 2
     assert out.startswith("NGHIÊM TRỌNG ap-tutra-01 (Nhà văn hóa thôn 01, Tu Tra): SNMP: ")
+
+
+def _run_on_tty(argv: list[str], env: dict[str, str]) -> str:
+    """Run `python -m monitor ARGV` with stdout on a pseudo-terminal; return what it printed."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "monitor", *argv], cwd=REPO, env=env,
+                                stdout=slave, stderr=subprocess.DEVNULL)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        proc.wait(timeout=60)
+    finally:
+        os.close(master)
+    return b"".join(chunks).decode()
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(snmpd: int, tmp_path: Path) -> None:
+    ready("snmp")
+    right = tmp_path / "right"
+    right.write_text(COMMUNITY + "\n")
+    argv = ["probe", "ap", f"snmp://{SNMPD_HOST}:{snmpd}", "--community-file", str(right),
+            "--skip", "ping", "--timeout", "5s"]
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    assert _run_on_tty(argv, env).startswith("\x1b[1;32mOK\x1b[0m 127.0.15.20")
+    assert _run_on_tty(argv, {**env, "NO_COLOR": "1"}).startswith("OK 127.0.15.20")
+    assert _run_on_tty([*argv, "--no-color"], env).startswith("OK 127.0.15.20")
+    piped = subprocess.run([sys.executable, "-m", "monitor", *argv], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert piped.stdout.startswith("OK 127.0.15.20") and "\x1b[" not in piped.stdout
