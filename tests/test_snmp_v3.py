@@ -1,0 +1,131 @@
+"""SNMPv3 against Debian's snmpd: every auth/priv protocol, every level, and rejected credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from monitor.config import SnmpAuth
+from probes.base import CheckResult, Credentials, Target
+from probes.snmp import SnmpSettings, probe_snmp
+from probes.snmp_client import close_managers
+from probes.snmp_v3 import close_engines
+
+HOST = "127.0.11.20"
+PORT = 1161
+AUTH_PASS = "camnet-auth-pass"
+PRIV_PASS = "camnet-priv-pass"
+
+# (camnet auth protocol, camnet priv protocol) -> net-snmp names
+COMBOS = {
+    ("MD5", "DES"): ("MD5", "DES"),
+    ("SHA", "AES"): ("SHA", "AES"),
+    ("SHA224", "AES"): ("SHA-224", "AES"),
+    ("SHA256", "AES192"): ("SHA-256", "AES-192"),
+    ("SHA384", "AES256"): ("SHA-384", "AES-256"),
+    ("SHA512", "AES256"): ("SHA-512", "AES-256"),
+}
+
+
+def _user(auth: str, priv: str) -> str:
+    return f"u{auth.lower()}{priv.lower()}"
+
+
+@pytest.fixture(scope="module")
+def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Debian snmpd with one v3 user per protocol pair, plus noAuth and authNoPriv users."""
+    work = tmp_path_factory.mktemp("snmpd-v3")
+    lines = [f"agentaddress udp:{HOST}:{PORT}", "rocommunity public 127.0.0.0/8"]
+    for (auth, priv), (n_auth, n_priv) in COMBOS.items():
+        user = _user(auth, priv)
+        lines += [f'createUser {user} {n_auth} "{AUTH_PASS}" {n_priv} "{PRIV_PASS}"',
+                  f"rouser {user} priv"]
+    lines += ["createUser unoauth", "rouser unoauth noauth",
+              f'createUser uauthonly SHA-256 "{AUTH_PASS}"', "rouser uauthonly auth"]
+    conf = work / "snmpd.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    env = dict(os.environ, SNMP_PERSISTENT_DIR=str(work / "persist"))
+    proc = subprocess.Popen(
+        ["/usr/sbin/snmpd", "-f", "-Lf", str(work / "snmpd.log"), "-C", "-c", str(conf),
+         "-I", "-smux", "-p", str(work / "snmpd.pid")], env=env)
+    try:
+        end = time.monotonic() + 20
+        while subprocess.run(["snmpget", "-v2c", "-c", "public", "-t", "0.5", "-r", "0",
+                              f"{HOST}:{PORT}", "1.3.6.1.2.1.1.3.0"], env=env,
+                             capture_output=True, check=False).returncode != 0:
+            if time.monotonic() > end or proc.poll() is not None:
+                raise RuntimeError("snmpd did not start")
+            time.sleep(0.2)
+        yield work
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _target(**auth: Any) -> Target:
+    secrets = {k: SecretStr(v) for k, v in auth.items() if k.endswith("password") or k == "community"}
+    config = SnmpAuth(type="snmp", **{k: v for k, v in auth.items() if k not in secrets})
+    return Target("ap-v3", "ap", HOST, {}, Credentials(config, secrets), {"snmp_port": PORT})
+
+
+async def _probe(target: Target, **settings: Any) -> CheckResult:
+    loop = asyncio.get_running_loop()
+    try:
+        return await probe_snmp(target, SnmpSettings(request_timeout=1.0, retries=1, **settings),
+                                {}, loop.time() + 20)
+    finally:
+        close_managers()
+        close_engines()
+
+
+@pytest.mark.parametrize(("auth", "priv"), list(COMBOS))
+async def test_auth_priv_protocols(snmpd: Path, auth: str, priv: str) -> None:
+    v2c = await _probe(_target(version="2c", community="public"))
+    v3 = await _probe(_target(version="3", username=_user(auth, priv),
+                              security_level="authPriv", auth_protocol=auth,
+                              auth_password=AUTH_PASS, priv_protocol=priv,
+                              priv_password=PRIV_PASS))
+    assert v3.success, v3.message
+    assert v3.facts["sys_name"] == v2c.facts["sys_name"]
+    assert v3.facts["sys_descr"] == v2c.facts["sys_descr"]
+    assert [i["name"] for i in v3.facts["interfaces"]] == [i["name"] for i in v2c.facts["interfaces"]]
+    assert v3.facts["interfaces"], "snmpd serves this host's interfaces"
+
+
+async def test_no_auth_and_auth_no_priv(snmpd: Path) -> None:
+    noauth = await _probe(_target(version="3", username="unoauth", security_level="noAuthNoPriv"))
+    assert noauth.success, noauth.message
+    authonly = await _probe(_target(version="3", username="uauthonly", security_level="authNoPriv",
+                                    auth_protocol="SHA256", auth_password=AUTH_PASS))
+    assert authonly.success, authonly.message
+
+
+async def test_wrong_auth_key_is_auth_failed(snmpd: Path) -> None:
+    result = await _probe(_target(version="3", username=_user("SHA", "AES"),
+                                  security_level="authPriv", auth_protocol="SHA",
+                                  auth_password="not-the-password", priv_protocol="AES",
+                                  priv_password=PRIV_PASS))
+    assert result.reason == "auth_failed"
+    assert not result.success
+    assert "not-the-password" not in result.message
+
+
+async def test_unknown_user_is_auth_failed(snmpd: Path) -> None:
+    result = await _probe(_target(version="3", username="nobody", security_level="authPriv",
+                                  auth_protocol="SHA", auth_password=AUTH_PASS,
+                                  priv_protocol="AES", priv_password=PRIV_PASS))
+    assert result.reason == "auth_failed"
+
+
+async def test_wrong_community_is_timeout(snmpd: Path) -> None:
+    result = await _probe(_target(version="2c", community="not-public"))
+    assert result.reason == "timeout"
+    assert "not-public" not in result.message
