@@ -1,0 +1,238 @@
+"""`camnet demo` (behind `make demo`): the lab, the daemon, Prometheus and Alertmanager on loopback.
+
+Starts, in order: the simulated site (`camnet lab`, a child process), the daemon (`camnet run`
+on the same config, a child process), the webhook sink that plays the police's and NOC's
+phones (it prints every notification), Alertmanager and Prometheus with the committed rules,
+routes and templates. Waits until each is healthy, prints where to look and a few faults to
+try, and runs until Ctrl-C (or SIGTERM), then stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from monitor.config import DEFAULT_CONFIG, ConfigError, load_config
+
+EXIT_OK, EXIT_FAILED = 0, 1
+LAB_START_TIMEOUT = 600.0  # the first start encodes the lab's video clips (a minute or two on 2 cores)
+DAEMON_START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+POLL = 0.5
+
+
+class DemoError(RuntimeError):
+    """Something the demo needs did not start."""
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register `camnet demo`."""
+    p = subparsers.add_parser(
+        "demo",
+        help="run the lab, camnet, Prometheus and Alertmanager on loopback until Ctrl-C",
+        description="Everything on this machine's loopback: the simulated Đơn Dương site, the "
+        "camnet daemon, Prometheus (rules), Alertmanager (routes to the commune police and the "
+        "NOC) and a webhook sink that prints the notifications.",
+    )
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="camnet config (default %(default)s)")
+    p.add_argument("--prometheus", default="127.0.0.1:9090", help="Prometheus listen HOST:PORT")
+    p.add_argument("--alertmanager", default="127.0.0.1:9093", help="Alertmanager listen HOST:PORT")
+    p.add_argument("--sink", default="127.0.0.1:9099", help="webhook sink listen HOST:PORT")
+    p.add_argument("--lab-control", default="127.0.0.1:9839", help="the lab's control API HOST:PORT")
+    p.add_argument(
+        "--workdir", type=Path, default=None, help="data and logs (default: a temporary directory)"
+    )
+    p.set_defaults(func=run)
+
+
+def _get(url: str, timeout: float = 3.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, b""
+
+
+def _split(hostport: str) -> tuple[str, int]:
+    host, _, port = hostport.rpartition(":")
+    return host, int(port)
+
+
+@contextlib.contextmanager
+def child(name: str, argv: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process in its own session, logging to a file; SIGTERM then SIGKILL on exit."""
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(STOP_TIMEOUT)
+        print(f"camnet demo: {name} stopped", flush=True)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def wait_until(name: str, proc: subprocess.Popen[bytes], log: Path, ready: Any, timeout: float) -> None:
+    """Poll ready() until true; fail early if the process exits."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            raise DemoError(f"{name} exited with {proc.returncode}; its log ({log}):\n{_tail(log)}")
+        if time.monotonic() > deadline:
+            raise DemoError(f"{name} not ready after {timeout:.0f} s; its log ({log}):\n{_tail(log)}")
+        time.sleep(POLL)
+
+
+def _lab_ready(control: str) -> bool:
+    try:
+        status, body = _get(f"http://{control}/status")
+        return status == 200 and bool(json.loads(body).get("ready"))
+    except (OSError, ValueError):
+        return False
+
+
+def _daemon_ready(listen: str) -> bool:
+    try:
+        return _get(f"http://{listen}/healthz")[0] == 200
+    except OSError:
+        return False
+
+
+def banner(listen: str, args: argparse.Namespace) -> str:
+    """What to open and what to try."""
+    prom = f"http://{args.prometheus}"
+    q = urllib.parse.quote
+    return f"""
+camnet demo: everything is running on loopback.
+
+  camnet metrics   http://{listen}/metrics   (health: /healthz)
+  Prometheus       {prom}/alerts   (rules and their state)
+                   {prom}/graph?g0.expr={q("camnet_device:up == 0")}&g0.tab=1
+  Alertmanager     http://{args.alertmanager}/#/alerts
+  Notifications    printed below as they arrive (the police of each commune, the NOC, the telcos)
+  Dashboards       dashboards/*.json for Grafana (see docs/dashboards.md)
+
+Try, in another terminal (then watch the notifications, about a minute later):
+  camnet lab fault cam-daron-01 offline      # the police of Đạ Ròn are told
+  camnet lab fault cam-daron-01 ok           # ... and told it is resolved
+  camnet lab fault cam-tutra-03 black        # a covered lens: Tu Tra police
+  camnet lab fault lacxuan-02 offline        # a whole hall dark: one SiteDown to the NOC and its telco
+  camnet lab fault ap-daron-05 loss=0.3      # a lossy but working line: nobody is paged
+  camnet lab status                          # every device's state
+
+Ctrl-C stops everything.
+"""
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start everything, print where to look, wait for Ctrl-C, stop everything."""
+    from lab.services import ServiceError, alerting_stack
+    from lab.webhook_sink import WebhookSink, format_notification
+
+    try:
+        loaded = load_config(args.config)
+    except ConfigError as e:
+        for line in e.problems:
+            print(line, file=sys.stderr)
+        return EXIT_FAILED
+    listen = loaded.config.server.listen
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    with contextlib.ExitStack() as stack:
+        workdir = args.workdir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="camnet-demo-"))
+        )
+        workdir.mkdir(parents=True, exist_ok=True)
+        py = [sys.executable, "-m", "monitor"]
+        try:
+            print(
+                "camnet demo: starting the lab (the first start encodes video clips: a minute or two)...",
+                flush=True,
+            )
+            lab_log = workdir / "lab.log"
+            lab = stack.enter_context(
+                child(
+                    "lab",
+                    [
+                        *py,
+                        "lab",
+                        "--config",
+                        str(args.config),
+                        "--control",
+                        args.lab_control,
+                        "--state-dir",
+                        str(workdir / "lab"),
+                    ],
+                    lab_log,
+                )
+            )
+            wait_until("the lab", lab, lab_log, lambda: _lab_ready(args.lab_control), LAB_START_TIMEOUT)
+            print("camnet demo: lab ready; starting camnet...", flush=True)
+            daemon_log = workdir / "camnet.log"
+            daemon = stack.enter_context(
+                child("camnet", [*py, "run", "--config", str(args.config)], daemon_log)
+            )
+            wait_until("camnet", daemon, daemon_log, lambda: _daemon_ready(listen), DAEMON_START_TIMEOUT)
+            print("camnet demo: camnet ready; starting Alertmanager and Prometheus...", flush=True)
+            sink_host, sink_port = _split(args.sink)
+            prom_host, prom_port = _split(args.prometheus)
+            am_host, am_port = _split(args.alertmanager)
+            if len({sink_host, prom_host, am_host}) != 1:
+                raise DemoError("--prometheus, --alertmanager and --sink must share one host")
+            sink = WebhookSink(on_notification=lambda n: print(format_notification(n), flush=True))
+            stack.enter_context(
+                alerting_stack(
+                    workdir / "alerting",
+                    listen,
+                    host=prom_host,
+                    prometheus_port=prom_port,
+                    alertmanager_port=am_port,
+                    sink_port=sink_port,
+                    sink=sink,
+                )
+            )
+            print(banner(listen, args), flush=True)
+            print(f"camnet demo: logs and data in {workdir}", flush=True)
+            while True:
+                for name, proc, log in (("the lab", lab, lab_log), ("camnet", daemon, daemon_log)):
+                    if proc.poll() is not None:
+                        raise DemoError(f"{name} exited with {proc.returncode}; its log:\n{_tail(log)}")
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            print("\ncamnet demo: stopping...", flush=True)
+            return EXIT_OK
+        except (DemoError, ServiceError, OSError) as e:
+            print(f"camnet demo: {e}", file=sys.stderr, flush=True)
+            return EXIT_FAILED
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    return EXIT_OK
