@@ -183,7 +183,7 @@ def exporter_run(pid: int, devices: int, rounds: int) -> tuple[float, int]:
     def fetch(url: str) -> int:
         with urllib.request.urlopen(url, timeout=30) as resp:
             body = resp.read()
-        if b"ifHCInOctets" not in body:
+        if b"ifOperStatus" not in body:
             raise SystemExit(f"exporter scrape of {url} returned no interface metrics")
         return len(body)
 
