@@ -28,8 +28,22 @@ METRICS: dict[str, MetricDef] = {
 }
 
 
+# Problems that hide others: an unreachable camera shows no stream and no picture, and a
+# rejected login says nothing about the stream behind it.
+MASKS: dict[str, frozenset[str]] = {
+    "unreachable": frozenset({"no_stream", "black", "frozen", "blurred", "moved", "dark"}),
+    "auth_failed": frozenset({"no_stream", "black", "frozen", "blurred", "moved", "dark"}),
+    "no_stream": frozenset({"black", "frozen", "blurred", "moved", "dark"}),
+}
+
+
 def verdict(results: dict[str, CheckResult]) -> tuple[Status, list[str], list[Sample]]:
-    """Combine the latest check results into status, reasons and the verdict samples."""
+    """Combine the latest check results into status, reasons and the verdict samples.
+
+    Every problem of the CONTRACT is exported (1/0); a check that has no opinion on a problem
+    leaves it 0. The most basic problem wins: `unreachable` masks `no_stream` and the picture
+    problems, so each fault pages as one problem.
+    """
     problems = dict.fromkeys(PROBLEMS, False)
     for result in results.values():
         for name, on in result.problems.items():
@@ -37,6 +51,13 @@ def verdict(results: dict[str, CheckResult]) -> tuple[Status, list[str], list[Sa
                 problems[name] = problems[name] or on
     rtsp = results.get("rtsp")
     up = bool(rtsp and rtsp.success)
+    if up:
+        # A frame arrived: whatever ONVIF or ping said, the camera is reachable and streaming.
+        problems["unreachable"] = problems["no_stream"] = False
+    for cause, hidden in MASKS.items():
+        if problems[cause]:
+            for name in hidden:
+                problems[name] = False
     samples = [Sample("camnet_camera_up", float(up))]
     samples += [Sample("camnet_camera_problem", float(on), {"problem": p}) for p, on in problems.items()]
     reasons = [p for p, on in problems.items() if on]
@@ -44,6 +65,8 @@ def verdict(results: dict[str, CheckResult]) -> tuple[Status, list[str], list[Sa
         return Status.UNKNOWN, ["not checked yet"], samples
     if not up or CRITICAL_PROBLEMS.intersection(reasons):
         status = Status.CRITICAL
+        if not reasons and rtsp is not None:
+            reasons = [rtsp.reason or "no frame"]
     elif reasons:
         status = Status.WARNING
     else:

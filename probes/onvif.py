@@ -1,16 +1,53 @@
-"""ONVIF check of a camera: clock, identity, services and stream/snapshot URIs."""
+"""ONVIF check of a camera: clock, identity, services and stream/snapshot URIs.
+
+onvif-zeep-async quirks this module works around (FIELD-NOTES):
+- importing `onvif` calls `logging.basicConfig(INFO)`: the daemon imports `probes` (which
+  imports this module) before it configures logging;
+- parsing a WSDL costs 60–180 ms and MBs the first time in a process: `warm_up()` parses
+  devicemgmt, media and events once at start, so no check pays it;
+- its own timeouts are 90 s: every call here runs under `asyncio.timeout_at(deadline)`;
+- its errors are not wrapped (zeep Fault, TransportError, XMLSyntaxError, AttributeError on a
+  plain-text HTTP 500, aiohttp errors): `classify()` maps them in one place;
+- cameras lock a client out after a few failed logins (Hikvision: 7): after NotAuthorized the
+  camera is left alone for `auth_backoff` and `auth_failed` is reported without trying.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+import onvif
+import zeep.exceptions
+from lxml import etree
+from onvif.exceptions import ONVIFAuthError, ONVIFError, ONVIFTimeoutError
+from onvif.util import is_auth_error
 from pydantic import Field
 
 from probes.base import CheckResult, CheckSettings, Duration, MetricDef, Target
 
 METRICS: dict[str, MetricDef] = {
-    "camnet_camera_onvif_up": MetricDef("gauge", "1 when the ONVIF service answered"),
+    "camnet_camera_onvif_up": MetricDef(
+        "gauge", "1 when the ONVIF service answered the check's authenticated requests"
+    ),
+    "camnet_camera_clock_offset_seconds": MetricDef(
+        "gauge", "Camera clock minus camnet's clock (UTC), from GetSystemDateAndTime"
+    ),
+    "camnet_camera_info": MetricDef(
+        "info", "Identity from GetDeviceInformation", ("vendor", "model", "firmware", "serial")
+    ),
 }
+
+ONVIF_PROBLEMS = ("auth_failed", "clock_drift")
+CLOSE_TIMEOUT = 1.0  # closing aiohttp sessions must not outlive a check by much
+# Some cameras (the recorded Axis Q6045-E) answer GetServices with a fault: fall back.
+GET_SERVICES_EXCEPTIONS = (zeep.exceptions.Fault, ONVIFError)
+STREAM_SETUP = {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}
 
 
 class OnvifSettings(CheckSettings):
@@ -19,11 +56,267 @@ class OnvifSettings(CheckSettings):
     interval: Duration = 60.0
     max_clock_offset: Duration = Field(default=30.0, description="clock_drift above this")
     auth_backoff: Duration = Field(default=600.0, description="pause after a rejected login")
+    uri_refresh: Duration = Field(
+        default=3600.0, description="how often the stream URI is asked again (it rarely changes)"
+    )
     concurrency: int = Field(default=16, ge=1, le=1024)
+
+
+class OnvifCheckError(Exception):
+    """A classified ONVIF failure: `reason` is unreachable, timeout, auth_failed, fault or bad_reply."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """(reason, message) for any exception out of onvif-zeep-async, aiohttp or zeep."""
+    # onvif-zeep-async wraps some errors in ONVIFError: judge the original.
+    while isinstance(exc, ONVIFError) and exc.__cause__ is not None:
+        if isinstance(exc, ONVIFAuthError):
+            break
+        exc = exc.__cause__
+    name = type(exc).__name__
+    if isinstance(exc, OnvifCheckError):
+        return exc.reason, str(exc)
+    if isinstance(exc, TimeoutError | ONVIFTimeoutError | aiohttp.ServerTimeoutError):
+        return "timeout", "no answer before the deadline"
+    if isinstance(exc, ONVIFAuthError):
+        return "auth_failed", "the camera rejected the credentials"
+    if isinstance(exc, zeep.exceptions.Fault):
+        if is_auth_error(exc):
+            return "auth_failed", "the camera rejected the credentials (NotAuthorized)"
+        return "fault", f"SOAP fault: {(exc.message or '').strip()[:200]}"
+    if isinstance(exc, zeep.exceptions.TransportError):
+        if exc.status_code in (401, 403):
+            return "auth_failed", f"HTTP {exc.status_code}"
+        return "bad_reply", f"HTTP {exc.status_code} without a SOAP answer"
+    if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
+        return "unreachable", f"cannot connect: {getattr(exc, 'strerror', None) or name}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError
+                  | ConnectionResetError):
+        return "bad_reply", f"the camera dropped the connection ({name})"
+    if isinstance(exc, OSError):
+        return "unreachable", f"{name}: {exc.strerror or exc}"
+    if isinstance(exc, aiohttp.ClientError):
+        return "bad_reply", name
+    if isinstance(exc, etree.XMLSyntaxError | zeep.exceptions.XMLParseError
+                  | zeep.exceptions.Error | AttributeError | KeyError | TypeError | ValueError
+                  | IndexError | ONVIFError):
+        # AttributeError: zeep on an HTTP 500 with a plain-text body; the rest: replies
+        # that parse but lack what ONVIF promises.
+        return "bad_reply", f"unexpected reply ({name})"
+    return "bad_reply", name
+
+
+@dataclass(slots=True)
+class OnvifFacts:
+    """What one ONVIF session learned."""
+
+    clock_offset: float | None = None
+    identity: dict[str, str] | None = None
+    stream_uri: str | None = None
+    snapshot_uri: str | None = None
+    profile: str | None = None
+
+
+def _camera(target: Target) -> onvif.ONVIFCamera:
+    """A client for the target; built inside the running loop (the library needs one)."""
+    user = password = None
+    if target.auth is not None:
+        user = getattr(target.auth.config, "username", None)
+        password = target.auth.secret("password")
+    port = int(target.options.get("onvif_port") or 80)
+    return onvif.ONVIFCamera(target.address, port, user, password, no_cache=True,
+                             adjust_time=False)
+
+
+def _utc(value: Any) -> dt.datetime:
+    d, t = value.Date, value.Time
+    return dt.datetime(int(d.Year), int(d.Month), int(d.Day), int(t.Hour), int(t.Minute),
+                       int(t.Second), tzinfo=dt.UTC)
+
+
+def _sign_with_offset(service: Any, offset: float) -> None:
+    """Make WS-Security timestamps follow the camera's clock, so a drifting camera still
+    accepts us (it rejects a Created more than a few minutes off its own clock)."""
+    diff = dt.timedelta(seconds=offset)
+    service.dt_diff = diff
+    wsse = getattr(getattr(service, "zeep_client", None), "wsse", None)
+    if wsse is not None and hasattr(wsse, "dt_diff"):
+        wsse.dt_diff = diff
+
+
+async def _session(target: Target, state: dict[str, Any], want_identity: bool,
+                   want_uri: bool, result: CheckResult | None) -> OnvifFacts:
+    """Talk to the camera: clock (no credentials), identity, stream and snapshot URIs."""
+    facts = OnvifFacts()
+    cam = _camera(target)
+    try:
+        devicemgmt = await cam.create_devicemgmt_service()
+        before = time.time()
+        sdt = await devicemgmt.authless_GetSystemDateAndTime()
+        after = time.time()
+        utc = getattr(sdt, "UTCDateTime", None)
+        if utc is not None:
+            local = dt.datetime.fromtimestamp((before + after) / 2, dt.UTC)
+            facts.clock_offset = round((_utc(utc) - local).total_seconds(), 1)
+        if result:
+            result.debug(f"GetSystemDateAndTime: offset {facts.clock_offset}s")
+        offset = facts.clock_offset or 0.0
+        if abs(offset) >= 1.0:
+            cam.dt_diff = dt.timedelta(seconds=offset)
+            _sign_with_offset(devicemgmt, offset)
+        if want_identity or want_uri:
+            # Authenticated from here on: the first call doubles as the login check.
+            info = await devicemgmt.GetDeviceInformation()
+            facts.identity = {
+                "vendor": str(info.Manufacturer or ""),
+                "model": str(info.Model or ""),
+                "firmware": str(info.FirmwareVersion or ""),
+                "serial": str(info.SerialNumber or ""),
+                "hardware_id": str(getattr(info, "HardwareId", "") or ""),
+            }
+            if result:
+                result.debug(f"GetDeviceInformation: {facts.identity['vendor']} "
+                             f"{facts.identity['model']}")
+        if want_uri:
+            await _find_uris(cam, facts, result)
+    finally:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await cam.close()
+    return facts
+
+
+async def _find_uris(cam: onvif.ONVIFCamera, facts: OnvifFacts,
+                     result: CheckResult | None) -> None:
+    """GetServices (GetCapabilities fallback), GetProfiles, GetStreamUri, GetSnapshotUri."""
+    await cam.update_xaddrs()  # GetServices, falling back to GetCapabilities by itself
+    media = await cam.create_media_service()
+    profiles = await media.GetProfiles()
+    if not profiles:
+        raise OnvifCheckError("bad_reply", "the camera announces no media profile")
+    # The first profile is the main stream on every camera we know; prefer one with video.
+    chosen = next((p for p in profiles if getattr(p, "VideoEncoderConfiguration", None)),
+                  profiles[0])
+    facts.profile = str(chosen.token)
+    reply = await media.GetStreamUri({"StreamSetup": STREAM_SETUP, "ProfileToken": chosen.token})
+    facts.stream_uri = str(reply.Uri) if reply is not None and reply.Uri else None
+    with contextlib.suppress(zeep.exceptions.Fault):  # optional: many cameras have none
+        snap = await media.GetSnapshotUri({"ProfileToken": chosen.token})
+        facts.snapshot_uri = str(snap.Uri) if snap is not None and snap.Uri else None
+    if result:
+        result.debug(f"profile {facts.profile}: {len(profiles)} profiles, stream URI found: "
+                     f"{facts.stream_uri is not None}")
+
+
+def _in_backoff(settings_backoff: float, state: dict[str, Any]) -> float:
+    """Seconds left in the auth backoff (0 when none)."""
+    failed = state.get("onvif_auth_failed_at")
+    if failed is None:
+        return 0.0
+    return max(0.0, failed + settings_backoff - time.monotonic())
+
+
+def _remember(facts: OnvifFacts, state: dict[str, Any]) -> None:
+    if facts.stream_uri:
+        state["stream_uri"] = facts.stream_uri
+        state["stream_uri_time"] = time.monotonic()
+    if facts.snapshot_uri:
+        state["snapshot_uri"] = facts.snapshot_uri
+    if facts.identity:
+        state["identity"] = facts.identity
+
+
+async def discover_stream_uri(target: Target, state: dict[str, Any], deadline: float,
+                              auth_backoff: float = OnvifSettings().auth_backoff
+                              ) -> tuple[str | None, str]:
+    """Ask ONVIF for the stream URI (for the RTSP check): (uri or None, failure reason)."""
+    if _in_backoff(auth_backoff, state):
+        return None, "auth_failed"
+    try:
+        async with asyncio.timeout_at(deadline):
+            facts = await _session(target, state, want_identity=False, want_uri=True, result=None)
+    except Exception as exc:  # classified below; CancelledError is no Exception
+        reason, _ = classify(exc)
+        if reason == "auth_failed":
+            state["onvif_auth_failed_at"] = time.monotonic()
+        return None, reason
+    _remember(facts, state)
+    return facts.stream_uri, "" if facts.stream_uri else "no_stream"
 
 
 async def probe_onvif(
     target: Target, settings: OnvifSettings, state: dict[str, Any], deadline: float
 ) -> CheckResult:
     """Ask the camera's ONVIF service for its clock, identity and media URIs."""
-    raise NotImplementedError  # filled by the camera issue (#5)
+    result = CheckResult("onvif", success=False)
+    result.problems = dict.fromkeys(ONVIF_PROBLEMS, False)
+    left = _in_backoff(settings.auth_backoff, state)
+    if left:
+        # Do not knock again: a camera that locks clients out would lock us out for good.
+        result.reason = "auth_failed"
+        result.message = f"credentials rejected earlier; not retried for another {left:.0f}s"
+        result.problems["auth_failed"] = True
+        result.add("camnet_camera_onvif_up", 0)
+        return result
+    refreshed = state.get("stream_uri_time")
+    want_uri = not target.options.get("rtsp_url") and (
+        "stream_uri" not in state or refreshed is None
+        or time.monotonic() - refreshed >= settings.uri_refresh
+    )
+    try:
+        async with asyncio.timeout_at(deadline):
+            facts = await _session(target, state, want_identity=True, want_uri=want_uri,
+                                   result=result)
+    except Exception as exc:  # classified in one place; CancelledError passes
+        reason, message = classify(exc)
+        result.reason, result.message = reason, message
+        result.debug(f"{reason}: {message}")
+        if reason == "auth_failed":
+            state["onvif_auth_failed_at"] = time.monotonic()
+            result.problems["auth_failed"] = True
+        result.add("camnet_camera_onvif_up", 0)
+        return result
+    state.pop("onvif_auth_failed_at", None)
+    _remember(facts, state)
+    result.success = True
+    result.add("camnet_camera_onvif_up", 1)
+    result.add("camnet_camera_clock_offset_seconds", facts.clock_offset)
+    if facts.clock_offset is not None:
+        result.problems["clock_drift"] = abs(facts.clock_offset) > settings.max_clock_offset
+    ident = facts.identity or state.get("identity") or {}
+    if ident:
+        result.add("camnet_camera_info", 1, vendor=ident["vendor"], model=ident["model"],
+                   firmware=ident["firmware"], serial=ident["serial"])
+    result.facts.update(ident)
+    result.facts["clock_offset"] = facts.clock_offset
+    if state.get("stream_uri"):
+        from probes.rtsp import redact
+
+        result.facts["stream_uri"] = redact(str(state["stream_uri"]))
+    if state.get("snapshot_uri"):
+        result.facts["snapshot_uri"] = str(state["snapshot_uri"])
+    result.message = (f"{ident.get('vendor', '?')} {ident.get('model', '?')}, clock offset "
+                      f"{facts.clock_offset if facts.clock_offset is not None else '?'} s")
+    return result
+
+
+async def warm_up() -> None:
+    """Parse the devicemgmt, media and events WSDLs once (the daemon calls this at start).
+
+    The first parse costs 60–180 ms and several MB per WSDL and is cached per process; done
+    here, 24 cameras checked at once do not each pay it on the event loop.
+    """
+    cam = onvif.ONVIFCamera("127.0.0.1", 9, None, None, no_cache=True)
+    try:
+        for name in ("media", "events"):
+            ns = onvif.SERVICES[name]["ns"]
+            cam.xaddrs[ns] = f"http://127.0.0.1:9/onvif/{name}"
+        await cam.create_devicemgmt_service()
+        await cam.create_media_service()
+        await cam.create_events_service()
+    finally:
+        await cam.close()

@@ -1,31 +1,375 @@
-"""RTSP check of a camera: grab one decoded frame and judge the picture."""
+"""RTSP check of a camera: grab one decoded keyframe in a killable worker and judge the picture.
+
+Decoders hang on a camera that stalls mid-stream, and their own timeouts are unreliable
+(FIELD-NOTES), so decoding runs in long-lived worker processes (probes/grab_worker.py). The
+event loop only waits on a pipe under `asyncio.timeout_at(deadline)`; when the deadline passes
+the worker is killed, reaped in the background and replaced on the next grab.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
+import numpy as np
 from pydantic import Field
 
+from probes import image
 from probes.base import CheckResult, CheckSettings, MetricDef, Target
 from probes.image import ImageSettings
 
+__all__ = ["GrabError", "GrabPool", "ImageSettings", "RtspSettings", "probe_rtsp", "warm_up"]
+
 METRICS: dict[str, MetricDef] = {
     "camnet_camera_time_to_first_frame_seconds": MetricDef(
-        "gauge", "Seconds from connecting to the first decoded frame"
+        "gauge", "Seconds from opening the stream to the first decoded keyframe"
+    ),
+    "camnet_camera_frame_width_pixels": MetricDef("gauge", "Width of the decoded frame"),
+    "camnet_camera_frame_height_pixels": MetricDef("gauge", "Height of the decoded frame"),
+    "camnet_camera_frames_per_second": MetricDef(
+        "gauge", "Frame rate the stream announces (SDP/SPS)"
+    ),
+    "camnet_camera_brightness_ratio": MetricDef("gauge", "Mean luma of the frame, 0 (black) to 1"),
+    "camnet_camera_contrast_ratio": MetricDef("gauge", "Standard deviation of luma, 0 to 1"),
+    "camnet_camera_sharpness": MetricDef(
+        "gauge", "Variance of the Laplacian of the grey frame resized to 640 px wide"
+    ),
+    "camnet_camera_structure_ratio": MetricDef(
+        "gauge", "Share of 10x10 px blocks (at 320 px wide) with texture; ~0 for a covered lens"
+    ),
+    "camnet_camera_frame_changed_ratio": MetricDef(
+        "gauge", "Share of blocks that changed since the previous grab; ~0 when frozen"
+    ),
+    "camnet_camera_scene_similarity": MetricDef(
+        "gauge", "Similarity of the view to the reference learned while healthy, -1 to 1"
+    ),
+    "camnet_camera_last_frame_timestamp_seconds": MetricDef(
+        "gauge", "Unix time of the last decodable frame"
+    ),
+    "camnet_camera_stream_info": MetricDef(
+        "info", "Codec and profile of the camera's stream", ("codec", "profile")
     ),
 }
+
+# Problems the RTSP check has an opinion on (the verdict ORs them with the other checks').
+RTSP_PROBLEMS = ("unreachable", "auth_failed", "no_stream", *image.IMAGE_PROBLEMS)
+# How a failed grab shows up as a CONTRACT problem.
+REASON_PROBLEM = {
+    "unreachable": "unreachable",
+    "auth_failed": "auth_failed",
+    "timeout": "no_stream",
+    "no_stream": "no_stream",
+    "bad_reply": "no_stream",
+    "decoder_crashed": "no_stream",
+}
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+WORKER_START_TIMEOUT = 30.0  # importing av, numpy and cv2 from a cold disk
+WORKER_MARGIN = 0.25  # s the worker's own timeout leaves before the deadline, so it can answer
+MAX_GRABS_PER_WORKER = 1000  # recycle a worker now and then: a slow leak in FFmpeg cannot grow
+FRAME_WIDTH = image.SHARPNESS_WIDTH
 
 
 class RtspSettings(CheckSettings):
     """Frame grabbing; the stream URI comes from the config or from ONVIF."""
 
-    transport: str = "tcp"
+    transport: str = Field(default="tcp", pattern="^(tcp|udp|http)$")
     concurrency: int = Field(default=8, ge=1, le=1024)
+    save_frame: bool = Field(default=True, description="keep the last good frame as JPEG")
     image: ImageSettings = ImageSettings()
+
+
+class GrabError(Exception):
+    """A grab that produced no frame; `reason` is one of REASON_PROBLEM's keys."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Grab:
+    """One decoded keyframe: the worker's facts, a grey frame 640 px wide and a JPEG of it."""
+
+    header: dict[str, Any]
+    grey: np.ndarray
+    jpeg: bytes
+
+
+class _Worker:
+    """One grab worker process and its pipes."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.grabs = 0
+
+    async def request(self, req: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(req).encode() + b"\n")
+        await self.proc.stdin.drain()
+        line = await self.proc.stdout.readline()
+        if not line:
+            raise EOFError("grab worker exited")
+        header: dict[str, Any] = json.loads(line)
+        grey = await self.proc.stdout.readexactly(int(header.get("grey_bytes", 0)))
+        jpeg = await self.proc.stdout.readexactly(int(header.get("jpeg_bytes", 0)))
+        self.grabs += 1
+        return header, grey, jpeg
+
+
+class GrabPool:
+    """Up to `size` grab workers shared by every camera; bound to the event loop that made it."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self.loop = asyncio.get_running_loop()
+        self._sem = asyncio.Semaphore(size)
+        self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._reaping: set[asyncio.Task[None]] = set()
+        self.spawned = 0
+        self.killed = 0
+
+    async def _spawn(self) -> _Worker:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        env.setdefault("MALLOC_ARENA_MAX", "2")  # FIELD-NOTES: keeps a long-lived decoder flat
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "probes.grab_worker",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL, env=env, start_new_session=True,
+        )
+        worker = _Worker(proc)
+        self.spawned += 1
+        try:
+            assert proc.stdout is not None
+            async with asyncio.timeout(WORKER_START_TIMEOUT):
+                ready = await proc.stdout.readline()
+            if ready != b"ready\n":
+                raise GrabError("decoder_crashed", "grab worker failed to start")
+        except BaseException:
+            self._discard(worker)
+            raise
+        return worker
+
+    def _discard(self, worker: _Worker) -> None:
+        """Kill a worker (hung, crashed or worn out) and reap it without waiting here."""
+        self._busy.discard(worker)
+        if worker.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                worker.proc.kill()
+            self.killed += 1
+        task = self.loop.create_task(self._reap(worker))
+        self._reaping.add(task)
+        task.add_done_callback(self._reaping.discard)
+
+    @staticmethod
+    async def _reap(worker: _Worker) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            await worker.proc.wait()
+        if worker.proc.stdin is not None:
+            worker.proc.stdin.close()
+
+    async def start(self, workers: int) -> None:
+        """Start `workers` workers now (the daemon's warm-up), so no check pays for it."""
+        want = max(0, min(workers, self.size) - len(self._idle))
+        new = await asyncio.gather(*(self._spawn() for _ in range(want)))
+        self._idle.extend(new)
+
+    async def grab(self, url: str, deadline: float, transport: str = "tcp",
+                   jpeg: bool = True) -> Grab:
+        """One keyframe from `url` before `deadline` (loop time), or GrabError; never hangs."""
+        async with self._sem:
+            async with asyncio.timeout_at(deadline):
+                worker = self._idle.pop() if self._idle else await self._spawn()
+            self._busy.add(worker)
+            remaining = deadline - self.loop.time() - WORKER_MARGIN
+            req = {"url": url, "timeout": max(0.2, remaining), "transport": transport,
+                   "width": FRAME_WIDTH, "jpeg": jpeg}
+            try:
+                async with asyncio.timeout_at(deadline):
+                    header, grey, jpeg_bytes = await worker.request(req)
+            except TimeoutError:
+                self._discard(worker)
+                raise GrabError("timeout", "no frame before the deadline (decoder killed)") from None
+            except (EOFError, asyncio.IncompleteReadError, ConnectionError, ValueError) as e:
+                self._discard(worker)
+                raise GrabError("decoder_crashed", f"grab worker died: {type(e).__name__}") from None
+            except BaseException:  # cancelled: the worker may be mid-grab, so it cannot be reused
+                self._discard(worker)
+                raise
+            self._busy.discard(worker)
+            if worker.grabs >= MAX_GRABS_PER_WORKER:
+                self._discard(worker)
+            else:
+                self._idle.append(worker)
+        if not header.get("ok"):
+            raise GrabError(str(header.get("reason", "bad_reply")), str(header.get("message", "")))
+        h, w = header["grey_shape"]
+        return Grab(header, np.frombuffer(grey, np.uint8).reshape(h, w), jpeg_bytes)
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (for benchmarks: their CPU time and memory)."""
+        return [w.proc.pid for w in (*self._idle, *self._busy) if w.proc.returncode is None]
+
+    async def close(self) -> None:
+        """Stop every worker and wait until they are reaped."""
+        for worker in [*self._idle, *self._busy]:
+            self._discard(worker)
+        self._idle.clear()
+        if self._reaping:
+            await asyncio.gather(*self._reaping, return_exceptions=True)
+
+
+_POOL: GrabPool | None = None
+_POOL_SIZE = 8
+
+
+def get_pool() -> GrabPool:
+    """The process-wide pool for the running loop (a new loop, e.g. in tests, gets a new one)."""
+    global _POOL
+    loop = asyncio.get_running_loop()
+    if _POOL is None or _POOL.loop is not loop or loop.is_closed():
+        if _POOL is not None:
+            for worker in [*_POOL._idle, *_POOL._busy]:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.proc.kill()
+        _POOL = GrabPool(_POOL_SIZE)
+    return _POOL
+
+
+async def warm_up(workers: int = 2, size: int = 8) -> None:
+    """Start grab workers now (the daemon calls this once at start, with the RTSP concurrency)."""
+    global _POOL_SIZE
+    _POOL_SIZE = size
+    pool = get_pool()
+    pool.size = size
+    pool._sem = asyncio.Semaphore(size)
+    await pool.start(workers)
+
+
+async def shutdown() -> None:
+    """Stop the grab workers (daemon stop, end of a CLI probe, test teardown)."""
+    global _POOL
+    if _POOL is not None and _POOL.loop is asyncio.get_running_loop():
+        await _POOL.close()
+    _POOL = None
+
+
+def redact(url: str) -> str:
+    """The URL without user and password (for facts, logs and messages)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def with_credentials(url: str, target: Target) -> str:
+    """The stream URL with the camera's RTSP credentials (or its ONVIF ones) inserted."""
+    if target.auth is None:
+        return url
+    cfg = target.auth.config
+    user = getattr(cfg, "rtsp_username", None) or getattr(cfg, "username", None)
+    password = target.auth.secret("rtsp_password") or target.auth.secret("password")
+    if not user:
+        return url
+    parts = urlsplit(redact(url))
+    cred = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
+    return urlunsplit(parts._replace(netloc=f"{cred}@{parts.netloc}"))
+
+
+async def _stream_uri(target: Target, state: dict[str, Any], deadline: float,
+                      result: CheckResult) -> tuple[str | None, str]:
+    """The configured URI, the one ONVIF found earlier, or ask ONVIF now: (uri, failure reason)."""
+    fixed = target.options.get("rtsp_url")
+    if fixed:
+        return str(fixed), ""
+    if state.get("stream_uri"):
+        return str(state["stream_uri"]), ""
+    from probes import onvif  # the ONVIF check also imports this module's settings
+
+    result.debug("no stream URI yet: asking ONVIF")
+    return await onvif.discover_stream_uri(target, state, deadline)
 
 
 async def probe_rtsp(
     target: Target, settings: RtspSettings, state: dict[str, Any], deadline: float
 ) -> CheckResult:
-    """Grab one frame and measure it."""
-    raise NotImplementedError  # filled by the camera issue (#5)
+    """Grab one keyframe, measure it and judge the picture against the camera's own history."""
+    result = CheckResult("rtsp", success=False)
+    problems = dict.fromkeys(RTSP_PROBLEMS, False)
+    result.problems = problems
+    last = state.get("last_frame_time")
+    uri, why = await _stream_uri(target, state, deadline, result)
+    if uri is None:
+        result.reason = why or "no_stream"
+        result.message = f"no stream URI ({result.reason})"
+        problems[REASON_PROBLEM.get(result.reason, "no_stream")] = True
+        result.add("camnet_camera_last_frame_timestamp_seconds", last)
+        return result
+    result.facts["stream_uri"] = redact(uri)
+    result.debug(f"grabbing {redact(uri)} over {settings.transport}")
+    try:
+        grab = await get_pool().grab(with_credentials(uri, target), deadline, settings.transport,
+                                     jpeg=settings.save_frame)
+    except GrabError as e:
+        result.reason = e.reason
+        result.message = str(e)
+        problems[REASON_PROBLEM.get(e.reason, "no_stream")] = True
+        if e.reason in ("no_stream", "auth_failed") and not target.options.get("rtsp_url"):
+            state.pop("stream_uri", None)  # ONVIF may announce another URI next time
+        result.debug(f"grab failed: {e.reason}: {e}")
+        result.add("camnet_camera_last_frame_timestamp_seconds", last)
+        return result
+    h = grab.header
+    now = time.time()
+    state["last_frame_time"] = now
+    result.success = True
+    result.add("camnet_camera_time_to_first_frame_seconds", h.get("ttff_seconds"))
+    result.add("camnet_camera_frame_width_pixels", h.get("width"))
+    result.add("camnet_camera_frame_height_pixels", h.get("height"))
+    result.add("camnet_camera_frames_per_second", h.get("fps"))
+    result.add("camnet_camera_last_frame_timestamp_seconds", now)
+    result.add("camnet_camera_stream_info", 1, codec=str(h.get("codec") or ""),
+               profile=str(h.get("profile") or ""))
+    result.facts.update(
+        codec=h.get("codec"), profile=h.get("profile"), width=h.get("width"),
+        height=h.get("height"), fps=h.get("fps"), time_to_first_frame=h.get("ttff_seconds"),
+    )
+    if grab.jpeg:
+        result.artifacts["frame_jpeg"] = grab.jpeg
+        state["last_frame_jpeg"] = grab.jpeg
+    report = image.assess(grab.grey, settings.image, state.setdefault("image", {}), now)
+    result.add("camnet_camera_brightness_ratio", report.brightness)
+    result.add("camnet_camera_contrast_ratio", report.contrast)
+    result.add("camnet_camera_sharpness", report.sharpness)
+    result.add("camnet_camera_structure_ratio", report.structure)
+    result.add("camnet_camera_frame_changed_ratio", report.changed_fraction)
+    result.add("camnet_camera_scene_similarity", report.scene_similarity)
+    result.facts.update(
+        brightness=round(report.brightness, 4), contrast=round(report.contrast, 4),
+        sharpness=round(report.sharpness, 1), structure=round(report.structure, 3),
+        frame_changed=report.changed_fraction, scene_similarity=report.scene_similarity,
+        baseline_sharpness=report.baseline_sharpness,
+        picture_suspect=[p for p, on in report.bad.items() if on],
+    )
+    problems.update(report.problems)
+    bad = [p for p, on in report.problems.items() if on]
+    result.message = "picture: " + (", ".join(bad) if bad else "ok")
+    result.debug(f"frame {h.get('width')}x{h.get('height')} {h.get('codec')} "
+                 f"ttff={h.get('ttff_seconds', 0):.3f}s {result.message}")
+    return result
