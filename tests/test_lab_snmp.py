@@ -10,6 +10,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -359,3 +360,40 @@ def test_curation_caps_interfaces_and_vendor_tables() -> None:
     assert sum(line.startswith("1.3.6.1.2.1.2.2.1.1.") for line in out) == 24
     assert sum(".34." in line for line in out) == 8
     assert not any(line.startswith("1.3.6.1.2.1.6.") for line in out)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_children_exit_when_the_lab_process_is_killed(tmp_path: Path) -> None:
+    script = (
+        "import asyncio, sys, time\n"
+        "from pathlib import Path\n"
+        "from lab.snmp import LabAp, SnmpLab\n"
+        f"lab = SnmpLab([LabAp('ap-k', '127.0.21.201', 1161)], Path({str(tmp_path)!r}),\n"
+        f"             v3_auth_key={AUTH_KEY!r}, v3_priv_key={PRIV_KEY!r})\n"
+        "asyncio.run(lab.start())\n"
+        "print(lab._snmpsim.pid, lab._proxy.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                              text=True, cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert parent.stdout is not None
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 15  # a bound for the wait, not a speed requirement
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    leftovers = [p for p in pids if _alive(p)]
+    for pid in leftovers:
+        os.killpg(pid, 9)
+    assert not leftovers, "snmpsim or the proxy outlived the lab process"
