@@ -150,7 +150,12 @@ async def check_device(
             now = loop.time()
             deadline = now + float(settings_used[check].timeout)
             if overall is not None:
-                deadline = min(deadline, max(overall, now))
+                left = max(overall - now, 0.0)
+                if any(RUN_AFTER.get(c) == check for c in settings_used):
+                    # a check others wait for gets half of what is left, so a camera whose
+                    # ONVIF hangs still has its RTSP tried within the budget
+                    left /= 2
+                deadline = min(deadline, now + left)
             results[check] = await _run_one(check, target, settings_used[check], state, deadline)
         finally:
             done[check].set()

@@ -89,8 +89,15 @@ FACT_LABELS: dict[str, tuple[str, str]] = {
     "time_to_first_frame_seconds": ("time to first frame", "thời gian tới khung hình đầu"),
     "brightness_ratio": ("brightness", "độ sáng"),
     "brightness": ("brightness", "độ sáng"),
+    "contrast_ratio": ("contrast", "độ tương phản"),
     "contrast": ("contrast", "độ tương phản"),
     "sharpness": ("sharpness", "độ nét"),
+    "profile": ("codec profile", "cấu hình nén"),
+    "structure": ("structure", "độ chi tiết"),
+    "frame_changed": ("changed since last grab", "thay đổi so với lần trước"),
+    "scene_similarity": ("similarity to reference", "giống hình mẫu"),
+    "baseline_sharpness": ("usual sharpness", "độ nét thường ngày"),
+    "picture_suspect": ("picture suspect", "nghi vấn hình ảnh"),
     "sys_name": ("system name", "tên thiết bị"),
     "sys_descr": ("description", "mô tả"),
     "uptime_seconds": ("uptime", "thời gian chạy"),
@@ -135,7 +142,7 @@ def _word(word: str, lang: str) -> str:
 
 def _seconds(value: float, lang: str) -> str:
     if abs(value) < 1:
-        return f"{value * 1000:.1f} ms"
+        return f"{value * 1000:.1f} ms".replace("-0.0 ms", "0.0 ms")
     if abs(value) < 120:
         return f"{value:.2f} s"
     return _duration(value, lang)
@@ -196,6 +203,8 @@ def format_value(key: str, value: Any, lang: str = "en") -> str:
         return "; ".join(parts)
     if isinstance(value, dict):
         return ", ".join(f"{k} {format_value(str(k), v, lang)}" for k, v in value.items())
+    if key == "picture_suspect" and isinstance(value, list | tuple):
+        return ", ".join(_word(str(v), lang) for v in value)
     if isinstance(value, list | tuple):
         return ", ".join(format_value(key, v, lang) for v in value)
     return str(value)
@@ -223,6 +232,7 @@ def _derived_facts(samples: Iterable[Sample]) -> dict[str, Any]:
         "camnet_camera_frame_height_pixels": "height",
         "camnet_camera_brightness_ratio": "brightness_ratio",
         "camnet_camera_sharpness": "sharpness",
+        "camnet_camera_contrast_ratio": "contrast_ratio",
         "camnet_ap_cpu_usage_ratio": "cpu_usage_ratio",
         "camnet_ap_memory_usage_ratio": "memory_usage_ratio",
     }

@@ -263,11 +263,12 @@ LAB_CONTROL = "127.0.15.51:9839"
 LAB_PASSWORD = "lab-Pass-15x"
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Path]:
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """`camnet lab` serving one camera on 127.0.15.50 (ONVIF :8080, RTSP :18554); yields the
-    config. Started as a process, stopped with SIGTERM (killed if it does not stop)."""
+    config. One lab for this module's camera tests; each test sets the fault it needs."""
     ready("onvif", "rtsp")
+    tmp_path = tmp_path_factory.mktemp("lab")
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets/cam.password").write_text(LAB_PASSWORD + "\n")
     cfg = tmp_path / "camnet.yaml"
@@ -316,6 +317,7 @@ def lab_fault(state: str, device: str = "cam-daron-01", control: str = LAB_CONTR
 
 def test_lab_camera_ok_saves_frame(lab: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
+    lab_fault("ok")
     frame = tmp_path / "frame.jpg"
     code, out, err = run_cli(capsys, "camera", "cam-daron-01", "--config", str(lab),
                              "--skip", "ping", "--save-frame", str(frame), "--timeout", "15s")
@@ -327,6 +329,7 @@ def test_lab_camera_ok_saves_frame(lab: Path, tmp_path: Path,
 
 def test_lab_camera_wrong_password(lab: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
+    lab_fault("ok")
     wrong = tmp_path / "wrong"
     wrong.write_text(SECRET + "\n")
     for lang, word in (("en", "auth_failed"), ("vi", "sai tài khoản/mật khẩu")):
