@@ -29,7 +29,7 @@ VARIANTS = ("ok", "black", "frozen", "blurred", "moved", "dark")
 SCENES = ("fractal", "meadow", "market", "pattern")
 RESOLUTIONS = ((640, 360), (1280, 720), (1920, 1080))
 # Bump when a filter below changes, so cached clips are rebuilt.
-GENERATOR_VERSION = "4"
+GENERATOR_VERSION = "7"
 FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf",
     "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
@@ -55,7 +55,7 @@ class ClipSpec:
         """The cache key: changes when anything that shapes the clip changes."""
         text = "|".join(
             [GENERATOR_VERSION, self.scene, str(self.width), str(self.height), self.variant,
-             str(FPS), str(DURATION_S), str(KEYFRAME_INTERVAL), _scene_source(self),
+             str(FPS), str(DURATION_S), str(KEYFRAME_INTERVAL), _scene_source(self), _buildings(self),
              _variant_filter(self), _font()]
         )
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -105,6 +105,24 @@ def _scene_source(spec: ClipSpec) -> str:
     raise ValueError(f"unknown scene {spec.scene!r}")
 
 
+def _buildings(spec: ClipSpec) -> str:
+    """Large shapes (a village hall, a house, a door and windows) over the texture.
+
+    Real scenes have structure at every scale; the generators alone are fine texture that a
+    strong blur flattens completely, leaving edge-based blur measures nothing to measure.
+    """
+    w, h = spec.width, spec.height
+    boxes = [  # x, y, width, height as fractions of the picture; colour
+        (0.06, 0.34, 0.24, 0.42, "0xb0563a"), (0.62, 0.22, 0.30, 0.34, "0xe8e0d0"),
+        (0.15, 0.55, 0.06, 0.21, "0x3a2a1a"), (0.66, 0.28, 0.07, 0.09, "0x30506a"),
+        (0.80, 0.28, 0.07, 0.09, "0x30506a"), (0.40, 0.80, 0.45, 0.05, "0x707070"),
+    ]
+    return ",".join(
+        f"drawbox=x={int(x * w)}:y={int(y * h)}:w={int(bw * w)}:h={int(bh * h)}:c={c}:t=fill"
+        for x, y, bw, bh, c in boxes
+    )
+
+
 def _variant_filter(spec: ClipSpec) -> str:
     """Filters applied to the camera's view (before the on-screen clock is drawn)."""
     w, h = spec.width, spec.height
@@ -115,7 +133,9 @@ def _variant_filter(spec: ClipSpec) -> str:
         return (f"crop=iw*0.7:ih*0.7:iw*0.3:ih*0.25,scale={w}:{h},"
                 "rotate=0.14:fillcolor=0x505050")
     if spec.variant == "blurred":
-        return f"gblur=sigma={max(6, w // 45)}"
+        # Strong enough to wash out fine detail, weak enough that edges remain for the
+        # edge-width measures (ffmpeg blurdetect finds no edges at all beyond ≈ w/50).
+        return f"gblur=sigma={max(4, w // 80)}"
     if spec.variant == "dark":
         # Night: little light and a lot of sensor noise, but the scene is still there.
         # Mean luma lands near 26 of 255 (brightness ≈ 0.10): below the `dark` threshold,
@@ -140,7 +160,7 @@ def _graph(spec: ClipSpec) -> str:
     clock = (f"drawtext={fontfile}text='%{{pts\\:hms}}':x={clock_size // 2}:y={clock_size // 2}:"
              f"fontsize={clock_size}:fontcolor=white:box=1:boxcolor=black@0.5")
     return (f"{_scene_source(spec)},trim=start_frame=60,setpts=PTS-STARTPTS,"
-            f"trim=end_frame=1,loop=loop=-1:size=1,fps={FPS},format=rgb24[bg];"
+            f"trim=end_frame=1,{_buildings(spec)},loop=loop=-1:size=1,fps={FPS},format=rgb24[bg];"
             f"{moving},{_variant_filter(spec)},{clock},format=yuv420p")
 
 
@@ -175,15 +195,22 @@ def _build(spec: ClipSpec, out_dir: Path) -> None:
         ok = ClipSpec(spec.scene, spec.width, spec.height, "ok")
         still = out_dir / "still.png"
         _run([*base, "-f", "lavfi", "-i", _graph(ok), "-frames:v", "1", str(still)])
+        # One GOP at a constant quantiser, looped: every keyframe is the same bytes, so each
+        # decoded frame is bit-identical (x264's rate control would vary keyframe quality).
+        args = _encoder_args()
+        args[args.index("-crf"):args.index("-crf") + 2] = ["-qp", "20"]
         _run([*base, "-loop", "1", "-framerate", str(FPS), "-i", str(still),
-              "-t", str(DURATION_S), "-vf", "format=yuv420p", *_encoder_args(), str(h264)])
+              "-frames:v", str(KEYFRAME_INTERVAL), "-vf", "format=yuv420p", *args, str(h264)])
         still.unlink()
     else:
         _run([*base, "-f", "lavfi", "-i", _graph(spec), "-t", str(DURATION_S),
               *_encoder_args(), str(h264)])
     # The snapshot shows the picture two seconds in (the moving element mid-frame).
-    _run([*base, "-i", str(h264), "-vf", f"select=eq(n\\,{2 * FPS})", "-frames:v", "1",
+    frame = 0 if spec.variant == "frozen" else 2 * FPS
+    _run([*base, "-i", str(h264), "-vf", f"select=eq(n\\,{frame})", "-frames:v", "1",
           "-q:v", "4", str(out_dir / "snapshot.jpg")])
+    if not (out_dir / "snapshot.jpg").exists():
+        raise ClipError(f"ffmpeg wrote no snapshot for {spec.key()}")
 
 
 def ensure_clip(spec: ClipSpec, cache_dir: Path | None = None) -> Clip:
@@ -194,6 +221,8 @@ def ensure_clip(spec: ClipSpec, cache_dir: Path | None = None) -> Clip:
     if clip.h264.exists() and clip.snapshot.exists():
         return clip
     (root / "clips").mkdir(parents=True, exist_ok=True)
+    if final.exists():  # an incomplete entry (an older bug or a crash): rebuild it
+        shutil.rmtree(final, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.key()}.", dir=root / "clips"))
     try:
         _build(spec, tmp)

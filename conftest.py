@@ -1,0 +1,3 @@
+"""Root pytest configuration: plugins shared by every test module."""
+
+pytest_plugins = ["tests.lab_fixture"]
