@@ -216,7 +216,7 @@ def test_loss_drops_a_share_of_requests(lab: SnmpLab, snmp_env: dict[str, str]) 
     ap = BY_ID["ap-loss"]
     lab.set_fault("ap-loss", "loss=0.5")
     try:
-        results = [snmp(snmp_env, "snmpget", ap, SYS_UPTIME, timeout=0.3) for _ in range(20)]
+        results = [snmp(snmp_env, "snmpget", ap, SYS_UPTIME, timeout=0.5) for _ in range(20)]
     finally:
         lab.set_fault("ap-loss", "ok")
     answered = sum(r.returncode == 0 for r in results)
