@@ -67,6 +67,14 @@ def classify(exc: BaseException) -> str:
     return "bad_reply"
 
 
+def _reason(exc: BaseException, started: float, timeout: float) -> str:
+    # FFmpeg's interrupt callback surfaces as whatever the interrupted call returns (often
+    # InvalidDataError): an error at the time limit is the time limit.
+    if time.monotonic() - started >= timeout * 0.95:
+        return "timeout"
+    return classify(exc)
+
+
 def describe(exc: BaseException) -> str:
     """A message without the URL (FFmpeg's exceptions embed the file name, credentials included)."""
     if isinstance(exc, av.error.FFmpegError):
@@ -103,7 +111,7 @@ def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
         # open; a stall that defeats it is the parent's business (it kills this process).
         container = av.open(request["url"], options=options, timeout=(timeout, timeout))
     except Exception as exc:
-        header.update(reason=classify(exc), message=describe(exc), stage="open")
+        header.update(reason=_reason(exc, started, timeout), message=describe(exc), stage="open")
         return header, b"", b""
     try:
         header["open_seconds"] = time.monotonic() - started
@@ -153,7 +161,7 @@ def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
         )
         return header, np.ascontiguousarray(grey).tobytes(), jpeg
     except Exception as exc:
-        header.update(reason=classify(exc), message=describe(exc), stage="read")
+        header.update(reason=_reason(exc, started, timeout), message=describe(exc), stage="read")
         return header, b"", b""
     finally:
         container.close()

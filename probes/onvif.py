@@ -44,6 +44,9 @@ METRICS: dict[str, MetricDef] = {
 }
 
 ONVIF_PROBLEMS = ("auth_failed", "clock_drift")
+# When the camera last rejected our credentials (monotonic); shared with the RTSP check, since
+# cameras count failed RTSP logins towards the same lockout.
+AUTH_FAILED_KEY = "auth_failed_at"
 CLOSE_TIMEOUT = 1.0  # closing aiohttp sessions must not outlive a check by much
 # Some cameras (the recorded Axis Q6045-E) answer GetServices with a fault: fall back.
 GET_SERVICES_EXCEPTIONS = (zeep.exceptions.Fault, ONVIFError)
@@ -212,9 +215,9 @@ async def _find_uris(cam: onvif.ONVIFCamera, facts: OnvifFacts,
                      f"{facts.stream_uri is not None}")
 
 
-def _in_backoff(settings_backoff: float, state: dict[str, Any]) -> float:
+def in_auth_backoff(settings_backoff: float, state: dict[str, Any]) -> float:
     """Seconds left in the auth backoff (0 when none)."""
-    failed = state.get("onvif_auth_failed_at")
+    failed = state.get(AUTH_FAILED_KEY)
     if failed is None:
         return 0.0
     return max(0.0, failed + settings_backoff - time.monotonic())
@@ -234,7 +237,7 @@ async def discover_stream_uri(target: Target, state: dict[str, Any], deadline: f
                               auth_backoff: float = OnvifSettings().auth_backoff
                               ) -> tuple[str | None, str]:
     """Ask ONVIF for the stream URI (for the RTSP check): (uri or None, failure reason)."""
-    if _in_backoff(auth_backoff, state):
+    if in_auth_backoff(auth_backoff, state):
         return None, "auth_failed"
     try:
         async with asyncio.timeout_at(deadline):
@@ -242,7 +245,7 @@ async def discover_stream_uri(target: Target, state: dict[str, Any], deadline: f
     except Exception as exc:  # classified below; CancelledError is no Exception
         reason, _ = classify(exc)
         if reason == "auth_failed":
-            state["onvif_auth_failed_at"] = time.monotonic()
+            state[AUTH_FAILED_KEY] = time.monotonic()
         return None, reason
     _remember(facts, state)
     return facts.stream_uri, "" if facts.stream_uri else "no_stream"
@@ -254,7 +257,7 @@ async def probe_onvif(
     """Ask the camera's ONVIF service for its clock, identity and media URIs."""
     result = CheckResult("onvif", success=False)
     result.problems = dict.fromkeys(ONVIF_PROBLEMS, False)
-    left = _in_backoff(settings.auth_backoff, state)
+    left = in_auth_backoff(settings.auth_backoff, state)
     if left:
         # Do not knock again: a camera that locks clients out would lock us out for good.
         result.reason = "auth_failed"
@@ -276,11 +279,11 @@ async def probe_onvif(
         result.reason, result.message = reason, message
         result.debug(f"{reason}: {message}")
         if reason == "auth_failed":
-            state["onvif_auth_failed_at"] = time.monotonic()
+            state[AUTH_FAILED_KEY] = time.monotonic()
             result.problems["auth_failed"] = True
         result.add("camnet_camera_onvif_up", 0)
         return result
-    state.pop("onvif_auth_failed_at", None)
+    state.pop(AUTH_FAILED_KEY, None)
     _remember(facts, state)
     result.success = True
     result.add("camnet_camera_onvif_up", 1)

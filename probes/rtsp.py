@@ -22,8 +22,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import numpy as np
 from pydantic import Field
 
-from probes import image
-from probes.base import CheckResult, CheckSettings, MetricDef, Target
+from probes import image, onvif
+from probes.base import CheckResult, CheckSettings, Duration, MetricDef, Target
 from probes.image import ImageSettings
 
 __all__ = ["GrabError", "GrabPool", "ImageSettings", "RtspSettings", "probe_rtsp", "warm_up"]
@@ -84,6 +84,9 @@ class RtspSettings(CheckSettings):
     transport: str = Field(default="tcp", pattern="^(tcp|udp|http)$")
     concurrency: int = Field(default=8, ge=1, le=1024)
     save_frame: bool = Field(default=True, description="keep the last good frame as JPEG")
+    auth_backoff: Duration = Field(
+        default=600.0, description="pause after a rejected login (shared with ONVIF)"
+    )
     image: ImageSettings = ImageSettings()
 
 
@@ -293,17 +296,15 @@ def with_credentials(url: str, target: Target) -> str:
 
 
 async def _stream_uri(target: Target, state: dict[str, Any], deadline: float,
-                      result: CheckResult) -> tuple[str | None, str]:
+                      result: CheckResult, auth_backoff: float) -> tuple[str | None, str]:
     """The configured URI, the one ONVIF found earlier, or ask ONVIF now: (uri, failure reason)."""
     fixed = target.options.get("rtsp_url")
     if fixed:
         return str(fixed), ""
     if state.get("stream_uri"):
         return str(state["stream_uri"]), ""
-    from probes import onvif  # the ONVIF check also imports this module's settings
-
     result.debug("no stream URI yet: asking ONVIF")
-    return await onvif.discover_stream_uri(target, state, deadline)
+    return await onvif.discover_stream_uri(target, state, deadline, auth_backoff)
 
 
 async def probe_rtsp(
@@ -314,7 +315,7 @@ async def probe_rtsp(
     problems = dict.fromkeys(RTSP_PROBLEMS, False)
     result.problems = problems
     last = state.get("last_frame_time")
-    uri, why = await _stream_uri(target, state, deadline, result)
+    uri, why = await _stream_uri(target, state, deadline, result, settings.auth_backoff)
     if uri is None:
         result.reason = why or "no_stream"
         result.message = f"no stream URI ({result.reason})"
@@ -322,6 +323,13 @@ async def probe_rtsp(
         result.add("camnet_camera_last_frame_timestamp_seconds", last)
         return result
     result.facts["stream_uri"] = redact(uri)
+    if onvif.in_auth_backoff(settings.auth_backoff, state):
+        # Cameras count failed RTSP logins towards the same lockout as ONVIF ones.
+        result.reason = "auth_failed"
+        result.message = "credentials rejected earlier; not retried yet"
+        problems["auth_failed"] = True
+        result.add("camnet_camera_last_frame_timestamp_seconds", last)
+        return result
     result.debug(f"grabbing {redact(uri)} over {settings.transport}")
     try:
         grab = await get_pool().grab(with_credentials(uri, target), deadline, settings.transport,
@@ -330,7 +338,9 @@ async def probe_rtsp(
         result.reason = e.reason
         result.message = str(e)
         problems[REASON_PROBLEM.get(e.reason, "no_stream")] = True
-        if e.reason in ("no_stream", "auth_failed") and not target.options.get("rtsp_url"):
+        if e.reason == "auth_failed":
+            state[onvif.AUTH_FAILED_KEY] = time.monotonic()
+        elif e.reason == "no_stream" and not target.options.get("rtsp_url"):
             state.pop("stream_uri", None)  # ONVIF may announce another URI next time
         result.debug(f"grab failed: {e.reason}: {e}")
         result.add("camnet_camera_last_frame_timestamp_seconds", last)
