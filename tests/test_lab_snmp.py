@@ -278,6 +278,14 @@ def test_status_lists_every_access_point(lab: SnmpLab) -> None:
     assert set(lab.SNMP_STATES) == {"ok", "offline", "hang", "slow=N", "reboot", "loss=R"}
 
 
+def test_v3_keys_stay_out_of_logs_and_command_lines(lab: SnmpLab) -> None:
+    procs = [p for p in (lab._snmpsim, lab._proxy) if p is not None]
+    texts = [Path(f"/proc/{p.pid}/cmdline").read_bytes().decode() for p in procs]
+    texts += [(lab.root / name).read_text() for name in ("snmpsim.log", "proxy.log", "proxy.json")]
+    assert texts and not any(AUTH_KEY in t or PRIV_KEY in t for t in texts)
+    assert (lab.root / "snmpsim.args").stat().st_mode & 0o077 == 0
+
+
 # --- the full site and process hygiene ----------------------------------------------------------
 
 
