@@ -555,7 +555,10 @@ class SnmpLab:
             # snmpsim registers `self.snmprec` as the default (empty) context: SNMPv3 requests
             # without a context name land there. A hard link, since a symlink would change the
             # community snmpsim derives from the path.
-            os.link(data, directory / "self.snmprec")
+            try:
+                os.link(data, directory / "self.snmprec")
+            except OSError:  # a filesystem without hard links
+                shutil.copyfile(data, directory / "self.snmprec")
             control = Control(state="ok", lab_start=now)
             state = self._states[ap.id]
             control.state = state
@@ -592,7 +595,8 @@ class SnmpLab:
         (self.root / "proxy.json").write_text(json.dumps(proxy, indent=1), encoding="utf-8")
 
     def _spawn(self) -> None:
-        env = dict(os.environ, SNMPSIM_ALLOW_ROOT="true", PYTHONPATH=str(REPO_ROOT))
+        path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+        env = dict(os.environ, SNMPSIM_ALLOW_ROOT="true", PYTHONPATH=path)
         with open(self.root / "snmpsim.log", "wb") as log:
             self._snmpsim = subprocess.Popen(
                 [
