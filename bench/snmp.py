@@ -109,23 +109,23 @@ def exporter_config(max_repetitions: int) -> str:
 class ResultsCollector:
     """Families built from the latest CheckResults, as the daemon's exporter does."""
 
-    def __init__(self, results: dict[str, CheckResult]) -> None:
+    def __init__(self, results: dict[str, CheckResult], labels: dict[str, dict[str, str]]) -> None:
         self.results = results
+        self.labels = labels
 
     def collect(self) -> Any:
         """Yield one family per metric name (device labels added to every sample)."""
         families: dict[str, Any] = {}
         names: dict[str, str] = {}
         for ap, result in self.results.items():
-            device = {"ap": ap, "commune": "bench", "site": ap}
+            device = self.labels[ap]
             for s in result.samples:
                 family = families.get(s.name)
                 if family is None:
                     definition = METRICS[s.name]
                     cls = CounterMetricFamily if definition.kind == "counter" else GaugeMetricFamily
                     family = families[s.name] = cls(s.name, definition.help,
-                                                    labels=("ap", "commune", "site",
-                                                            *definition.labels))
+                                                    labels=(*device, *definition.labels))
                     # add_metric() in bulk: the same sample tuple it would build.
                     names[s.name] = family.name + ("_total" if definition.kind == "counter" else "")
                 family.samples.append(PromSample(names[s.name], device | dict(s.labels), s.value))
@@ -135,17 +135,32 @@ class ResultsCollector:
 def target(i: int) -> Target:
     """The bench target for device i."""
     creds = Credentials(SnmpAuth(type="snmp", version="2c"), {"community": SecretStr("public")})
-    return Target(f"ap-{i}", "ap", f"{BASE}{FIRST_HOST + i}", {}, creds, {"snmp_port": PORT})
+    labels = {"commune": "daron", "site": f"daron-{i:02d}", "ap": f"ap-daron-{i:02d}",
+              "operator": "VNPT"}  # what LoadedConfig.target() gives a real AP
+    return Target(f"ap-daron-{i:02d}", "ap", f"{BASE}{FIRST_HOST + i}", labels, creds,
+                  {"snmp_port": PORT})
 
 
-async def camnet_run(devices: int, rounds: int, settings: SnmpSettings,
-                     freeze: bool = False) -> tuple[float, int, int]:
+async def camnet_run(devices: int, rounds: int, settings: SnmpSettings, freeze: bool = False,
+                     render: str = "daemon") -> tuple[float, int, int]:
     """CPU seconds of `rounds` polls of every device + one render per round; bytes, varbinds."""
     targets = [target(i) for i in range(devices)]
     states: list[dict[str, Any]] = [{} for _ in targets]
     results: dict[str, CheckResult] = {}
     registry = CollectorRegistry()
-    registry.register(ResultsCollector(results))  # type: ignore[arg-type]
+    records: dict[str, Any] = {}
+    if render == "daemon":
+        # The daemon's own exporter: State + DeviceCollector (verdict and bookkeeping included).
+        from monitor.config import ApProfile
+        from monitor.exporter import DeviceCollector
+        from monitor.state import DeviceRecord, State
+
+        state = State()
+        for t in targets:
+            records[t.id] = state.devices[t.id] = DeviceRecord(t, ApProfile(kind="ap"))
+        registry.register(DeviceCollector(state))  # type: ignore[arg-type]
+    else:
+        registry.register(ResultsCollector(results, {t.id: t.labels for t in targets}))  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     # One warm-up round (module detection, caches), not measured: the daemon runs for months.
     for t, st in zip(targets, states, strict=True):
@@ -162,6 +177,8 @@ async def camnet_run(devices: int, rounds: int, settings: SnmpSettings,
             if not r.success:
                 raise SystemExit(f"camnet poll of {t.address} failed: {r.reason} {r.message}")
             results[t.id] = r
+            if records:
+                records[t.id].results["snmp"] = r
             varbinds += int(r.facts["values"])
         size += len(generate_latest(registry))
     cpu = time.process_time() - cpu0
@@ -219,6 +236,8 @@ def main() -> None:
     ap.add_argument("--polls", type=int, default=400, help="polls per measurement (all devices)")
     ap.add_argument("--max-repetitions", type=int, default=25)
     ap.add_argument("--pysnmp", action="store_true", help="also measure camnet's pysnmp mode")
+    ap.add_argument("--render", choices=("daemon", "bench"), default="daemon",
+                    help="daemon: monitor.exporter's DeviceCollector; bench: the lean collector here")
     ap.add_argument("--gc-freeze", action="store_true",
                     help="gc.freeze() after the warm-up poll (a daemon start-up setting)")
     args = ap.parse_args()
@@ -253,7 +272,8 @@ def main() -> None:
               f"{'ratio':>6} {'pysnmp s/1k':>11}")
         for n in counts:
             rounds = max(5, args.polls // n)
-            cpu_c, _, varbinds = asyncio.run(camnet_run(n, rounds, settings, args.gc_freeze))
+            cpu_c, _, varbinds = asyncio.run(camnet_run(n, rounds, settings, args.gc_freeze,
+                                                         args.render))
             per_poll = varbinds / (rounds * n)
             cpu_e, _ = exporter_run(procs[1].pid, n, rounds)
             c1k = cpu_c / varbinds * 1000
@@ -262,7 +282,8 @@ def main() -> None:
             if args.pysnmp:
                 py_rounds = max(2, rounds // 10)
                 cpu_p, _, vb_p = asyncio.run(camnet_run(
-                    n, py_rounds, settings.model_copy(update={"mode": "pysnmp"})))
+                    n, py_rounds, settings.model_copy(update={"mode": "pysnmp"}), args.gc_freeze,
+                    args.render))
                 py = f"{cpu_p / vb_p * 1000:11.4f}"
             print(f"{n:>7} {per_poll:>13.0f} {c1k:>11.4f} {e1k:>13.4f} {c1k / e1k:>6.2f} {py}",
                   flush=True)

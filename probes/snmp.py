@@ -272,17 +272,17 @@ def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
     hc_in, hc_out = cols[m.IF_HC_IN_OCTETS], cols[m.IF_HC_OUT_OCTETS]
     in32, out32 = cols[m.IF_IN_OCTETS], cols[m.IF_OUT_OCTETS]
     in_err, out_err = cols[m.IF_IN_ERRORS], cols[m.IF_OUT_ERRORS]
-    if_names: dict[bytes, str] = {}
-    seen: set[str] = set()
+    # Naming is cached per device: names rarely change, and this runs for every interface.
+    signature = (tuple(names.items()), tuple(descrs.items()), tuple(oper))
+    cached = state.get("if_naming")
+    if cached is None or cached[0] != signature:
+        cached = (signature, _name_interfaces(names, descrs, oper))
+        state["if_naming"] = cached
+    naming: list[tuple[bytes, str, str, dict[str, str], dict[str, str], dict[str, str]]] = cached[1]
+    if_names = {entry[0]: entry[1] for entry in naming}
     interfaces = []
     samples = result.samples
-    for index in dict.fromkeys([*descrs, *names, *oper]):
-        name = _text(names.get(index)) or _text(descrs.get(index))
-        ifindex = ".".join(map(str, decode_subids(index)))
-        if not name or name in seen:
-            name = f"{name or 'if'}#{ifindex}"  # unnamed or duplicate names stay distinct
-        seen.add(name)
-        if_names[index] = name
+    for index, name, ifindex, labels, labels_in, labels_out in naming:
         status = oper.get(index)
         rx = hc_in.get(index)
         if rx is None:
@@ -291,8 +291,7 @@ def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
         if tx is None:
             tx = out32.get(index)
         up = None if status is None else int(status == 1)
-        # Built directly (not via result.add): this runs for every interface of every AP.
-        labels = {"interface": name}
+        # Built directly (not via result.add), sharing the label dicts: this is the hot path.
         if up is not None:
             samples.append(Sample("camnet_ap_interface_up", float(up), labels))
         if rx is not None:
@@ -301,12 +300,10 @@ def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
             samples.append(Sample("camnet_ap_interface_transmit_bytes_total", float(tx), labels))
         errors = in_err.get(index)
         if errors is not None:
-            samples.append(Sample("camnet_ap_interface_errors_total", float(errors),
-                                  {"interface": name, "direction": "in"}))
+            samples.append(Sample("camnet_ap_interface_errors_total", float(errors), labels_in))
         errors = out_err.get(index)
         if errors is not None:
-            samples.append(Sample("camnet_ap_interface_errors_total", float(errors),
-                                  {"interface": name, "direction": "out"}))
+            samples.append(Sample("camnet_ap_interface_errors_total", float(errors), labels_out))
         interfaces.append({"name": name, "index": ifindex, "up": up, "rx_bytes": rx,
                            "tx_bytes": tx})
     result.facts["interfaces"] = interfaces
@@ -389,6 +386,23 @@ def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
     result.facts["model"] = model
     add("camnet_ap_info", 1, vendor=module.vendor, model=model, sys_name=sys_name,
         sys_descr=sys_descr)
+
+
+def _name_interfaces(names: dict[bytes, Any], descrs: dict[bytes, Any], oper: dict[bytes, Any],
+                     ) -> list[tuple[bytes, str, str, dict[str, str], dict[str, str], dict[str, str]]]:
+    """(index, name, ifIndex text, labels, labels in, labels out) per interface, agent order."""
+    seen: set[str] = set()
+    out = []
+    for index in dict.fromkeys([*descrs, *names, *oper]):
+        name = _text(names.get(index)) or _text(descrs.get(index))
+        ifindex = ".".join(map(str, decode_subids(index)))
+        if not name or name in seen:
+            name = f"{name or 'if'}#{ifindex}"  # unnamed or duplicate names stay distinct
+        seen.add(name)
+        out.append((index, name, ifindex, {"interface": name},
+                    {"interface": name, "direction": "in"},
+                    {"interface": name, "direction": "out"}))
+    return out
 
 
 def _radio_label(label: str, index: bytes, labels: dict[bytes, Any] | None,

@@ -58,20 +58,40 @@ class BerError(ValueError):
 
 
 class Response:
-    """A decoded SNMP message (the manager side only looks at responses and reports)."""
+    """A decoded SNMP message (the manager side only looks at responses and reports).
 
-    __slots__ = ("community", "error_index", "error_status", "pdu_type", "request_id",
-                 "varbinds", "version")
+    Varbinds are kept as three parallel lists rather than one tuple per varbind: a walk
+    decodes hundreds of thousands of them, and fewer objects means less garbage collection.
+    """
+
+    __slots__ = ("community", "error_index", "error_status", "oids", "pdu_type", "request_id",
+                 "tags", "values", "version")
 
     def __init__(self, version: int, community: bytes, pdu_type: int, request_id: int,
-                 error_status: int, error_index: int, varbinds: list[VarBind]) -> None:
+                 error_status: int, error_index: int, oids: list[bytes], tags: list[int],
+                 values: list[Any]) -> None:
         self.version = version
         self.community = community
         self.pdu_type = pdu_type
         self.request_id = request_id
         self.error_status = error_status
         self.error_index = error_index
-        self.varbinds = varbinds
+        self.oids = oids
+        self.tags = tags
+        self.values = values
+
+    @classmethod
+    def from_varbinds(cls, version: int, community: bytes, pdu_type: int, request_id: int,
+                      error_status: int, error_index: int, varbinds: list[VarBind]) -> Response:
+        """A response from (oid, tag, value) tuples."""
+        return cls(version, community, pdu_type, request_id, error_status, error_index,
+                   [vb[0] for vb in varbinds], [vb[1] for vb in varbinds],
+                   [vb[2] for vb in varbinds])
+
+    @property
+    def varbinds(self) -> list[VarBind]:
+        """The varbinds as (oid, tag, value) tuples."""
+        return list(zip(self.oids, self.tags, self.values, strict=True))
 
 
 # ---------------------------------------------------------------- OIDs
@@ -253,8 +273,10 @@ def _decode(data: bytes, requests: bool) -> Response:
     i, vbl_end = _header(data, i, SEQUENCE)
     if vbl_end != pdu_end:
         raise BerError("varbind list length disagrees with PDU length")
-    varbinds: list[VarBind] = []
-    append = varbinds.append
+    oids: list[bytes] = []
+    tags: list[int] = []
+    values: list[Any] = []
+    add_oid, add_tag, add_value = oids.append, tags.append, values.append
     from_bytes = int.from_bytes
     while i < vbl_end:
         # Inlined TLV parsing: this loop runs once per varbind, the hot path of the poller.
@@ -319,8 +341,11 @@ def _decode(data: bytes, requests: bool) -> Response:
         else:
             raise BerError(f"unknown value tag 0x{tag:02x}")
         i = vb_end
-        append((oid, tag, value))
-    return Response(version, community, pdu_type, request_id, error_status, error_index, varbinds)
+        add_oid(oid)
+        add_tag(tag)
+        add_value(value)
+    return Response(version, community, pdu_type, request_id, error_status, error_index, oids, tags,
+                    values)
 
 
 def decode_subids(raw: bytes) -> tuple[int, ...]:

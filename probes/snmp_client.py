@@ -272,7 +272,7 @@ class CommunitySession:
                     proto.pending.pop(addr, None)
                 if resp.pdu_type == REPORT:
                     raise SnmpBadReply("unexpected Report PDU to a community request")
-                self.stats.varbinds += len(resp.varbinds)
+                self.stats.varbinds += len(resp.oids)
                 return resp
         raise SnmpTimeout(
             f"no answer from {addr[0]}:{addr[1]} after {self.retries + 1} tries of {self.timeout:g}s"
@@ -350,22 +350,24 @@ async def walk(session: Session, columns: Sequence[bytes], max_repetitions: int 
                 del active[resp.error_index - 1]
                 continue
             raise SnmpAgentError(resp.error_status, resp.error_index)
-        varbinds = resp.varbinds
+        oids, tags, values = resp.oids, resp.tags, resp.values
         width = len(active)
         n_single = len(single) if bulk else 0
-        if len(varbinds) < n_single + (1 if width else 0) or (not bulk and len(varbinds) != width):
-            raise SnmpBadReply(f"walk answer with {len(varbinds)} varbinds for {width} columns")
+        if len(oids) < n_single + (1 if width else 0) or (not bulk and len(oids) != width):
+            raise SnmpBadReply(f"walk answer with {len(oids)} varbinds for {width} columns")
         progressed = False
         joined = []
-        for c, vb in zip(single, varbinds[:n_single], strict=False):
-            if _take(columns[c], [vb], last, position, results, c)[0]:
+        for k, c in enumerate(single[:len(oids)]):
+            if _take(columns[c], oids[k:k + 1], tags[k:k + 1], values[k:k + 1], last, position,
+                     results, c)[0]:
                 joined.append(c)  # not empty after all: walk it with the others
                 progressed = True
         single = []
         still = []
         for slot, c in enumerate(active):
-            taken, ended = _take(columns[c], varbinds[n_single + slot::width], last, position,
-                                 results, c)
+            k = n_single + slot
+            taken, ended = _take(columns[c], oids[k::width], tags[k::width], values[k::width],
+                                 last, position, results, c)
             progressed = progressed or taken > 0
             if not ended:
                 still.append(c)
@@ -375,8 +377,9 @@ async def walk(session: Session, columns: Sequence[bytes], max_repetitions: int 
     raise SnmpBadReply(f"walk did not finish after {MAX_REQUESTS_PER_WALK} requests")
 
 
-def _take(prefix: bytes, varbinds: list[VarBind], last: list[tuple[int, ...]],
-          position: list[bytes], results: list[dict[bytes, Any]], c: int) -> tuple[int, bool]:
+def _take(prefix: bytes, oids: list[bytes], tags: list[int], values: list[Any],
+          last: list[tuple[int, ...]], position: list[bytes], results: list[dict[bytes, Any]],
+          c: int) -> tuple[int, bool]:
     """Record one column's share of an answer: (rows taken, subtree ended)."""
     n = len(prefix)
     rows = results[c]
@@ -385,9 +388,8 @@ def _take(prefix: bytes, varbinds: list[VarBind], last: list[tuple[int, ...]],
     taken = 0
     ended = False
     oid = position[c]
-    for vb in varbinds:  # the hot loop of every walk: keep it flat
-        name = vb[0]
-        if vb[1] == END_OF_MIB_VIEW or len(name) <= n or not name.startswith(prefix):
+    for name, tag, value in zip(oids, tags, values, strict=True):  # the hot loop of a walk
+        if tag == END_OF_MIB_VIEW or len(name) <= n or not name.startswith(prefix):
             ended = True
             break
         t = cached(name) or oid_tuple(name)
@@ -397,7 +399,7 @@ def _take(prefix: bytes, varbinds: list[VarBind], last: list[tuple[int, ...]],
             )
         prev = t
         oid = name
-        rows[name[n:]] = vb[2]
+        rows[name[n:]] = value
         taken += 1
     last[c] = prev
     position[c] = oid

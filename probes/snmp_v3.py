@@ -196,4 +196,5 @@ class PysnmpSession:
                 flat.append(item)
         varbinds = [_varbind(vb) for vb in flat]
         self.stats.varbinds += len(varbinds)
-        return Response(self.version, b"", GET_RESPONSE, 0, int(status), int(index), varbinds)
+        return Response.from_varbinds(self.version, b"", GET_RESPONSE, 0, int(status), int(index),
+                                      varbinds)
