@@ -253,8 +253,9 @@ def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
         previous = state.get("boot_time")
         if previous is not None and abs(boot - previous) < BOOT_TIME_JITTER:
             boot = previous
-        elif previous is not None:
+        elif previous is not None and boot > previous:
             result.debug("boot time changed: the device rebooted")
+            result.facts["rebooted"] = True
         state["boot_time"] = boot
         add("camnet_ap_boot_time_seconds", round(boot, 2))
         result.facts["uptime"] = uptime
