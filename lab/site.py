@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from lab.cameras import CameraLab, CameraSpec, FaultError, camera_look
+from lab.cameras import CameraLab, CameraSpec, FaultError, camera_look, parse_camera_fault
 from monitor.config import ApConfig, CameraConfig, LoadedConfig, SnmpAuth
 
 log = logging.getLogger("camnet.lab")
@@ -65,7 +65,8 @@ def camera_specs(loaded: LoadedConfig, rtsp_port: int = DEFAULT_RTSP_PORT) -> li
 
 def snmp_credentials(loaded: LoadedConfig) -> SnmpCredentials:
     """The community and v3 user of the config's SNMP auths (first of each kind)."""
-    community, user, auth_key, priv_key = "public", "camnet", "", ""
+    # Placeholders when the config has no v3 auth: snmpsim always serves one v3 user.
+    community, user, auth_key, priv_key = "public", "camnet", "camnet-lab-auth", "camnet-lab-priv"
     for ap in loaded.config.aps:
         target = loaded.target(ap)
         if target.auth is None or not isinstance(target.auth.config, SnmpAuth):
@@ -90,6 +91,7 @@ class LabSite:
         self.control = control
         self.cameras = CameraLab(camera_specs(loaded, rtsp_port), cache_dir)
         self.snmp: Any = None
+        self._normalize_ap_state: Any = None
         self.snmp_error = ""
         self._runner: web.AppRunner | None = None
         self.startup_seconds = 0.0
@@ -111,7 +113,8 @@ class LabSite:
         creds = snmp_credentials(self.loaded)
         aps = [snmp.LabAp(ap.id, ap.address, self.loaded.target(ap).options["snmp_port"])
                for ap in self.aps]
-        return snmp.SnmpLab(aps, self.state_dir / "snmp", community=creds.community,
+        self._normalize_ap_state = snmp.normalize_state
+        return snmp.SnmpLab(aps, self.state_dir, community=creds.community,
                             v3_user=creds.v3_user, v3_auth_key=creds.v3_auth_key,
                             v3_priv_key=creds.v3_priv_key)
 
@@ -158,18 +161,32 @@ class LabSite:
     async def fault(self, name: str, state: str) -> dict[str, str]:
         """Set a state on a device, a site's devices or all; returns {device: new state}.
 
-        Every device is validated before any changes, so a bad state changes nothing.
+        The state is validated before anything changes, so a bad state changes nothing. On a
+        site or `all`, a state that only one kind has (`black`, `loss=0.3`) goes to the
+        devices of that kind; on a single device it must be one of that device's states.
         """
         ids = self.resolve(name)
         kinds = {d.id: d for d in self.loaded.devices}
         cams = [i for i in ids if isinstance(kinds[i], CameraConfig)]
         aps = [i for i in ids if isinstance(kinds[i], ApConfig)]
+        errors: list[str] = []
         if cams:
-            from lab.cameras import parse_camera_fault
-
-            parse_camera_fault(state)
-        if aps and self.snmp is None:
-            raise FaultError(f"access points are not simulated: {self.snmp_error or 'none'}")
+            try:
+                parse_camera_fault(state)
+            except FaultError as e:
+                errors.append(str(e))
+                cams = []
+        if aps:
+            try:
+                if self.snmp is None:
+                    raise ValueError(
+                        f"access points are not simulated: {self.snmp_error or 'none'}")
+                self._normalize_ap_state(state)
+            except ValueError as e:
+                errors.append(str(e))
+                aps = []
+        if not cams and not aps:
+            raise FaultError("; ".join(errors))
         changed: dict[str, str] = {}
         for cid in cams:
             changed[cid] = await self.cameras.set_fault(cid, state)
@@ -178,7 +195,7 @@ class LabSite:
                 self.snmp.set_fault(aid, state)
             except ValueError as e:
                 raise FaultError(str(e)) from e
-            changed[aid] = state
+            changed[aid] = self.snmp.status().get(aid, state)
         return changed
 
     def status(self) -> dict[str, str]:

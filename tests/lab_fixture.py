@@ -16,12 +16,14 @@ the lab misbehaves. Use:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -39,6 +41,7 @@ DEFAULT_CONTROL = "127.0.0.1:9839"
 START_TIMEOUT_S = float(os.environ.get("CAMNET_LAB_START_TIMEOUT", "300"))
 STOP_TIMEOUT_S = 20.0
 HTTP_TIMEOUT_S = 30.0
+LOCK_TIMEOUT_S = float(os.environ.get("CAMNET_LAB_LOCK_TIMEOUT", "900"))
 
 
 class LabError(RuntimeError):
@@ -65,6 +68,7 @@ class Lab:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    lock_fd: int | None = None
 
     @property
     def control_url(self) -> str:
@@ -106,10 +110,31 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+def _lock(control: str) -> int:
+    """Take the per-control-address lock, waiting while another test session holds it.
+
+    Two pytest sessions (two developers, or CI jobs on one host) would otherwise start two labs
+    on the same addresses; the second waits for the first instead of failing.
+    """
+    path = Path(tempfile.gettempdir()) / f"camnet-lab-{control.replace(':', '_')}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise LabError(f"another test session holds the lab at {control}") from None
+            time.sleep(1.0)
+
+
 def start_lab(config_path: Path, control: str, state_dir: Path, *,
               extra_args: tuple[str, ...] = ()) -> Lab:
     """Start `python -m monitor lab` and wait until every camera port answers."""
     state_dir.mkdir(parents=True, exist_ok=True)
+    lock_fd = _lock(control)
     log_path = state_dir / "lab.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -118,7 +143,8 @@ def start_lab(config_path: Path, control: str, state_dir: Path, *,
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    lab = Lab(config_path=config_path, control=control, proc=proc, log_path=log_path)
+    lab = Lab(config_path=config_path, control=control, proc=proc, log_path=log_path,
+              lock_fd=lock_fd)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -161,6 +187,9 @@ def stop_lab(lab: Lab) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     if proc.poll() is None:
         proc.wait(timeout=STOP_TIMEOUT_S)
+    if lab.lock_fd is not None:
+        os.close(lab.lock_fd)  # releases the flock
+        lab.lock_fd = None
 
 
 @pytest.fixture(scope="session")
