@@ -433,7 +433,14 @@ class CameraLab:
         onvif_door, rtsp_door = self.doors[camera_id]
         await onvif_door.set_fault(fault if fault.name != "stall" else CameraFault("ok"))
         await rtsp_door.set_fault(fault)
-        if previous != fault:
+        if fault.name == "reboot":
+            # Connections dropped above; the camera is back at once (no outage simulated).
+            fault = CameraFault("ok")
+            self.faults[camera_id] = fault
+            for door in (onvif_door, rtsp_door):
+                door.fault = fault
+            log.info("camera %s: rebooted", camera_id)
+        elif previous != fault:
             log.info("camera %s: %s -> %s", camera_id, previous, fault)
         return str(fault)
 

@@ -43,10 +43,12 @@ def add_parser(subparsers: Any) -> None:
     fault.add_argument("device", help="device id, site id or `all`")
     fault.add_argument("state", help="ok, offline, hang, slow=N, stall, auth, clock=+N, reboot, "
                                      "black, frozen, blurred, moved, dark, loss=R (APs)")
-    fault.add_argument("--control", default=DEFAULT_CONTROL, dest="fault_control")
+    fault.add_argument("--control", default=DEFAULT_CONTROL, dest="fault_control",
+                       metavar="HOST:PORT")
     fault.set_defaults(func=run)
     status = sub.add_parser("status", help="print every device's state in the running lab")
-    status.add_argument("--control", default=DEFAULT_CONTROL, dest="fault_control")
+    status.add_argument("--control", default=DEFAULT_CONTROL, dest="fault_control",
+                       metavar="HOST:PORT")
     status.set_defaults(func=run)
 
 

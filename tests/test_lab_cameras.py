@@ -457,3 +457,23 @@ def test_control_api_rejects_unknown_device_and_state(cams: Lab) -> None:
         cams.fault("cam-a", "loss=0.3")
     assert cams.status()["devices"]["cam-a"] == "ok"
     assert cams.fault("s2", "ok") == {"cam-b": "ok", "cam-d": "ok", "cam-f": "ok"}
+
+
+async def test_reboot_drops_open_connections(clean: Lab) -> None:
+    address = clean.camera("cam-d")["address"]
+    async with asyncio.timeout(20):
+        reader, writer = await asyncio.open_connection(address, 8554)
+        try:
+            writer.write(f"OPTIONS rtsp://{address}:8554/ RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode())
+            await writer.drain()
+            assert (await reader.readline()).startswith(b"RTSP/1.0 200")
+            assert await asyncio.to_thread(clean.fault, "cam-d", "reboot") == {"cam-d": "ok"}
+            # Reads to EOF (or a reset); a connection that survived would block until timeout.
+            reset = False
+            try:
+                await reader.read()
+            except ConnectionResetError:
+                reset = True
+            assert reset or reader.at_eof()
+        finally:
+            writer.close()
