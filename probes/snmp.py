@@ -344,10 +344,11 @@ def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
 
     # WiFi: per radio, clients summed (gauges even where the MIB says Counter32).
     clients: dict[str, float] = {}
-    if module.clients_scalar:
-        value = _scalar(found, module.clients_scalar)
+    for oid in module.clients_scalars:
+        value = _scalar(found, oid)
         if isinstance(value, int):
             clients["all"] = value
+            break
     per_radio: dict[str, dict[str, float]] = {}
     for table in module.radios:
         label_texts = cols.get(table.label)

@@ -77,7 +77,7 @@ class Module:
     sys_object_ids: tuple[str, ...] = ()  # prefixes of sysObjectID that select this module
     detect: tuple[str, ...] = ()  # subtrees whose presence selects it (generic sysObjectID)
     radios: tuple[RadioTable, ...] = ()
-    clients_scalar: str | None = None  # one total, labelled radio="all"
+    clients_scalars: tuple[str, ...] = ()  # one total, radio="all": the first one present
     cpu_pct_scalar: str | None = None
     cpu_pct_column: str | None = None  # averaged over rows
     memory_kb: tuple[str, str, str, str] | None = None  # total, free, buffers, cached scalars
@@ -102,7 +102,7 @@ class Module:
 
     def scalars(self) -> list[str]:
         """Vendor scalars to GET on top of the generic ones."""
-        out = [self.clients_scalar, self.cpu_pct_scalar, self.model_scalar]
+        out = [*self.clients_scalars, self.cpu_pct_scalar, self.model_scalar]
         if self.memory_kb:
             out.extend(self.memory_kb)
         return [o for o in out if o]
@@ -171,7 +171,7 @@ MODULES: dict[str, Module] = {
         Module(
             "tplink_eap", vendor="TP-Link",
             sys_object_ids=("1.3.6.1.4.1.11863.",),
-            clients_scalar="1.3.6.1.4.1.11863.10.1.1.1.0",  # EAP total associated clients
+            clients_scalars=("1.3.6.1.4.1.11863.10.1.1.1.0",),  # EAP associated clients
         ),
         Module(
             "cisco", vendor="Cisco",
@@ -190,6 +190,8 @@ MODULES: dict[str, Module] = {
                 # AI-AP-MIB aiRadioTable (Instant): index = AP MAC + radio number.
                 RadioTable(label="index", clients="1.3.6.1.4.1.14823.2.3.3.1.2.2.1.21"),
             ),
+            # WLSX-SWITCH-MIB wlsxSwitchTotalNumStationsAssociated (ArubaOS controllers).
+            clients_scalars=("1.3.6.1.4.1.14823.2.2.1.1.3.2.0",),
         ),
         Module(
             "ruijie", vendor="Ruijie",
@@ -203,8 +205,10 @@ MODULES: dict[str, Module] = {
         Module(
             "ruckus", vendor="Ruckus",
             sys_object_ids=("1.3.6.1.4.1.25053.",),
-            # RUCKUS-UNLEASHED-SYSTEM-MIB ruckusUnleashedSystemStatsNumSta.
-            clients_scalar="1.3.6.1.4.1.25053.1.15.1.1.1.15.2.0",
+            clients_scalars=(
+                "1.3.6.1.4.1.25053.1.15.1.1.1.15.2.0",  # ruckusUnleashedSystemStatsNumSta
+                "1.3.6.1.4.1.25053.1.3.1.1.1.15.2.0",  # ruckusSCGSystemStatsNumSta (SmartZone)
+            ),
             cpu_pct_scalar="1.3.6.1.4.1.25053.1.15.1.1.1.15.13.0",  # ...StatsCPUUtil
         ),
         Module(

@@ -45,7 +45,17 @@ RECORDINGS = {
     "paloalto": "network/firewall/paloalto-pa-5000",
     "cisco-c3750": "network/switch/cisco-c3750",
 }
+# Static copies of the lab's curated controller recordings (lab/snmp_data/recordings).
+LAB_RECORDINGS = Path(__file__).resolve().parent.parent / "lab" / "snmp_data" / "recordings"
+LAB = ("aruba-7210", "ruckus-scg", "ruijie-m18000")
 AIRMAX_STA_COUNT = "1.3.6.1.4.1.41112.1.4.5.1.15"
+# Where each recording keeps its WiFi client count: (OID, scalar?, module camnet picks).
+CLIENTS = {
+    "ubiquiti-m5": (AIRMAX_STA_COUNT, False, "ubiquiti_airmax"),
+    "aruba-7210": ("1.3.6.1.4.1.14823.2.2.1.1.3.2", True, "aruba"),
+    "ruckus-scg": ("1.3.6.1.4.1.25053.1.3.1.1.1.15.2", True, "ruckus"),
+    "ruijie-m18000": ("1.3.6.1.4.1.4881.1.1.10.2.56.2.1.1.1.34", False, "ruijie"),
+}
 
 
 def _wait_udp_agent(community: str, timeout: float = 60.0) -> None:
@@ -78,13 +88,15 @@ def snmpsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     for community, rec in RECORDINGS.items():
         (data / f"{community}.snmprec").write_bytes(
             bz2.decompress((DATA / f"{rec}.snmprec.bz2").read_bytes()))
+    for community in LAB:
+        shutil.copyfile(LAB_RECORDINGS / f"{community}.snmprec", data / f"{community}.snmprec")
     env = dict(os.environ, SNMPSIM_ALLOW_ROOT="true")
     proc = subprocess.Popen(
         ["snmpsim-command-responder", f"--data-dir={data}", f"--cache-dir={work / 'cache'}",
          f"--agent-udpv4-endpoint={HOST}:{PORT}"],
         stdout=subprocess.DEVNULL, stderr=open(work / "snmpsim.log", "wb"), env=env)  # noqa: SIM115
     try:
-        for community in RECORDINGS:
+        for community in ALL:
             _wait_udp_agent(community)
         yield work
     finally:
@@ -97,18 +109,21 @@ def _exporter_config() -> str:
     lookup = (f"      lookups: [{{labels: [ifIndex], labelname: ifName, oid: {m.IF_NAME},"
               " type: DisplayString}]\n")
     out = []
-    for community in RECORDINGS:
+    for community in ALL:
+        client_oid, scalar, _ = CLIENTS.get(community, (AIRMAX_STA_COUNT, False, ""))
         out += [f"{community}:\n", "  version: 2\n", "  max_repetitions: 25\n",
                 "  retries: 1\n", "  timeout: 10s\n", f"  auth: {{community: {community}}}\n",
-                f"  get: [{m.SYS_UPTIME}]\n",
+                f"  get: [{m.SYS_UPTIME}" + (f", {client_oid}.0" if scalar else "") + "]\n",
                 "  walk: [" + ", ".join([m.IF_DESCR, m.IF_OPER_STATUS, m.IF_IN_OCTETS,
                                          m.IF_OUT_OCTETS, m.IF_IN_ERRORS, m.IF_OUT_ERRORS,
                                          m.IF_NAME, m.IF_HC_IN_OCTETS, m.IF_HC_OUT_OCTETS,
-                                         AIRMAX_STA_COUNT]) + "]\n",
+                                         *([] if scalar else [client_oid])]) + "]\n",
                 "  metrics:\n",
                 f"    - name: sysUpTime\n      oid: {m.SYS_UPTIME[:-2]}\n      type: gauge\n",
-                f"    - name: staCount\n      oid: {AIRMAX_STA_COUNT}\n      type: gauge\n"
-                "      indexes: [{labelname: radio, type: gauge}]\n"]
+                f"    - name: staCount\n      oid: {client_oid}\n      type: gauge\n"
+                + ("" if scalar else "      indexes: [{labelname: radio, type: OctetString,"
+                   " fixed_size: 6}]\n" if community == "ruijie-m18000" else
+                   "      indexes: [{labelname: radio, type: gauge}]\n")]
         for name, oid in (("ifOperStatus", m.IF_OPER_STATUS), ("ifInOctets", m.IF_IN_OCTETS),
                           ("ifOutOctets", m.IF_OUT_OCTETS), ("ifInErrors", m.IF_IN_ERRORS),
                           ("ifOutErrors", m.IF_OUT_ERRORS), ("ifHCInOctets", m.IF_HC_IN_OCTETS),
@@ -193,7 +208,10 @@ def _samples(result: CheckResult, name: str) -> dict[tuple[tuple[str, str], ...]
     return {tuple(sorted(s.labels.items())): s.value for s in result.samples if s.name == name}
 
 
-@pytest.mark.parametrize("community", list(RECORDINGS))
+ALL = [*RECORDINGS, *LAB]
+
+
+@pytest.mark.parametrize("community", ALL)
 async def test_values_equal_net_snmp_and_exporter(snmpsim: Path, exporter: str,
                                                   community: str) -> None:
     clocks_before = _clocks(community)
@@ -256,17 +274,30 @@ async def test_values_equal_net_snmp_and_exporter(snmpsim: Path, exporter: str,
         if iface["up"] is not None:
             assert (exported[("ifOperStatus", index)] == 1.0) == bool(iface["up"])
 
-    # Client counts (only the airMAX recording has them).
-    stations = _column(walked, AIRMAX_STA_COUNT)
+    # Client counts: the vendor module reads what net-snmp and the exporter read.
     clients = _samples(result, "camnet_ap_wifi_clients")
-    if community == "ubiquiti-m5":
-        assert result.facts["module"] == "ubiquiti_airmax"
-        assert stations
-        for radio, count in stations.items():
-            assert clients[(("radio", radio),)] == float(count)
-            assert exported[("staCount", radio)] == float(count)
+    exported_clients = {k[1]: v for k, v in exported.items() if k[0] == "staCount"}
+    if community not in CLIENTS:
+        assert not clients
+        assert not exported_clients
+        return
+    oid, scalar, module = CLIENTS[community]
+    assert result.facts["module"] == module
+    if scalar:
+        count = _net_snmp("snmpget", community, oid + ".0")[oid + ".0"]
+        assert clients == {(("radio", "all"),): float(count)}
+        assert exported_clients == {"": float(count)}
+    elif module == "ruijie":
+        # One row per managed AP (index = AP MAC): camnet sums them.
+        rows = _column(_net_snmp("snmpbulkwalk", community, oid), oid)
+        assert len(rows) >= 2
+        assert clients == {(("radio", "all"),): float(sum(int(v) for v in rows.values()))}
+        assert sum(exported_clients.values()) == sum(int(v) for v in rows.values())
     else:
-        assert not stations
+        stations = _column(walked, oid)
+        assert stations
+        assert clients == {(("radio", radio),): float(n) for radio, n in stations.items()}
+        assert exported_clients == {radio: float(n) for radio, n in stations.items()}
 
 
 async def test_getnext_and_v1_read_the_same_as_getbulk(snmpsim: Path) -> None:
