@@ -406,7 +406,7 @@ class CameraLab:
         camera = OnvifCamera(
             id=spec.id, vendor=spec.vendor, address=spec.address, onvif_port=spec.onvif_port,
             rtsp_port=spec.rtsp_port, username=spec.username, password=spec.password,
-            serial=spec.serial, snapshot=snapshot,
+            serial=spec.serial, snapshot=snapshot, width=spec.width, height=spec.height,
         )
         self.onvif[spec.id] = camera
         runner = web.AppRunner(OnvifResponder(camera, Captures(spec.vendor)).app(),

@@ -89,6 +89,8 @@ class OnvifCamera:
     password: str
     serial: str
     snapshot: Callable[[], bytes]  # JPEG of the current picture
+    width: int = 1280
+    height: int = 720
     clock_offset_s: float = 0.0
     reject_auth: bool = False
     _nonces: OrderedDict[str, float] = field(default_factory=OrderedDict)
@@ -267,6 +269,12 @@ class OnvifResponder:
         elif operation == "GetDeviceInformation":
             text = re.sub(r"<tds:SerialNumber>[^<]*</tds:SerialNumber>",
                           f"<tds:SerialNumber>{cam.serial}</tds:SerialNumber>", text)
+        elif operation in ("GetProfiles", "GetProfile", "GetVideoEncoderConfigurations"):
+            # The recorded main stream is 1280x720; announce the size this lab camera streams.
+            text = re.sub(
+                r"<tt:Resolution>(\s*)<tt:Width>1280</tt:Width>(\s*)<tt:Height>720</tt:Height>",
+                rf"<tt:Resolution>\1<tt:Width>{cam.width}</tt:Width>\2"
+                rf"<tt:Height>{cam.height}</tt:Height>", text)
         elif operation == "GetStreamUri":
             # Announce the profile the client asked for (every profile serves the same stream).
             token = request.findtext("{http://www.onvif.org/ver10/media/wsdl}ProfileToken")

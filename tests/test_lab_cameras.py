@@ -315,6 +315,9 @@ async def test_onvif_device_info_and_stream_uri(clean: Lab) -> None:
         address = clean.camera(cid)["address"]
         assert uri.Uri.startswith(f"rtsp://{address}:8554/")
         assert f"profile={profiles[0].token}" in uri.Uri
+        resolution = profiles[0].VideoEncoderConfiguration.Resolution
+        assert (resolution.Width, resolution.Height) == (
+            clean.camera(cid)["width"], clean.camera(cid)["height"])
         assert snap.Uri.startswith(f"http://{address}:8080/")
         # The announced URI is the one that streams.
         probe = subprocess.run(
