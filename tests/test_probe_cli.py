@@ -175,7 +175,8 @@ def test_address_needs_no_config(capsys: pytest.CaptureFixture[str], tmp_path: P
     ready("ping", "snmp")
     monkeypatch.chdir(tmp_path)  # no config/camnet.yaml here
     port = free_port(socket.SOCK_DGRAM)
-    code, out, err = run_cli(capsys, "ap", f"snmp://{HOST}:{port}", "--timeout", "2s")
+    code, out, err = run_cli(capsys, "ap", f"snmp://{HOST}:{port}", "--timeout", "2s",
+                             "--skip", "ping")
     assert code == 2, out + err
     assert out.startswith(f"CRITICAL {HOST}")
 
@@ -197,13 +198,20 @@ def test_unreachable_camera_closed_ports(capsys: pytest.CaptureFixture[str]) -> 
 def test_unreachable_ap_closed_port_json(capsys: pytest.CaptureFixture[str]) -> None:
     ready("ping", "snmp")
     port = free_port(socket.SOCK_DGRAM)
-    code, out, _ = run_cli(capsys, "ap", f"snmp://{HOST}:{port}", "--timeout", "2s", "--json")
+    # nothing answers SNMP and ping is not asked: down
+    code, out, _ = run_cli(capsys, "ap", f"snmp://{HOST}:{port}", "--timeout", "2s", "--json",
+                           "--skip", "ping")
     assert code == 2
     data = json.loads(out)
     assert data["status"] == "CRITICAL" and data["exit_code"] == 2
     assert data["checks"]["snmp"]["success"] is False
     up = [m for m in data["metrics"] if m["name"] == "camnet_ap_up"]
     assert up == [{"name": "camnet_ap_up", "labels": {"ap": HOST}, "value": 0.0}]
+    # loopback answers ping, so the same AP is "reachable but degraded" for the AP verdict
+    code, out, _ = run_cli(capsys, "ap", f"snmp://{HOST}:{port}", "--timeout", "2s", "--json")
+    data = json.loads(out)
+    assert code == 1 and data["status"] == "WARNING"
+    assert data["checks"]["ping"]["success"] is True
 
 
 SNMPD_HOST = "127.0.15.20"
@@ -235,13 +243,13 @@ def test_ap_right_and_wrong_community(capsys: pytest.CaptureFixture[str], snmpd:
     assert "NVH-Test-01" in out
     assert "camnet_ap_up{ap=\"127.0.15.20\"} 1" in out  # the --debug metrics
     assert COMMUNITY not in out + err
-    # a wrong community: agents stay silent, so the AP is down for us
     monkeypatch.setenv("CAMNET_COMMUNITY", SECRET)
     code, out, err = run_cli(capsys, "ap", f"snmp://{SNMPD_HOST}:{snmpd}", "--timeout", "2s",
                              "--debug", "--json", *skip)
-    assert code == 2
     data = json.loads(out)
-    assert data["status"] == "CRITICAL"
+    # agents stay silent on a wrong community; with ping answering that is degraded, not down
+    expected = "WARNING" if with_ping else "CRITICAL"
+    assert data["status"] == expected and code == data["exit_code"] == (1 if with_ping else 2)
     assert data["settings"]["auth"]["community"] == "<secret>"
     assert SECRET not in out + err
 
