@@ -245,7 +245,7 @@ def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
     uptimes = []
     for oid, scale in ((m.SYS_UPTIME, 0.01), (m.SNMP_ENGINE_TIME, 1.0), (m.HR_SYSTEM_UPTIME, 0.01)):
         value = _scalar(found, oid)
-        if isinstance(value, int) and value > 0:
+        if isinstance(value, int) and value >= 0:
             uptimes.append(value * scale)
     if uptimes:
         uptime = max(uptimes)
