@@ -1,0 +1,288 @@
+"""The camera verdict, and full camera checks (ONVIF + RTSP + picture) on a private lab.
+
+The lab (tests/lab_fixture.py) runs six cameras on 127.0.12.11-16: positions 0-5 of
+lab.cameras.camera_look (720p Hikvision with RTSP digest, 1080p Axis, 720p Hikvision, then
+360p Axis, Hikvision, Axis). Oracles we did not write: ffprobe for stream facts, ffmpeg's
+blackdetect/freezedetect/blurdetect for the picture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.config import LoadedConfig, load_config
+from probes import camera, onvif, rtsp
+from probes.base import CheckResult, Status
+from tests.lab_fixture import Lab
+
+PASSWORD = "camera-tests-pw-12"
+CONTROL = "127.0.12.251:9839"
+CAMERAS = {f"cam-{n}": f"127.0.12.{11 + i}" for i, n in enumerate("abcdef")}
+FFMPEG_TIMEOUT_S = 60.0
+CHECK_TIMEOUT_S = 6.0
+KEYFRAME_GAP_S = 1.1  # lab clips have a keyframe every second: successive grabs see new ones
+
+
+# ---------------------------------------------------------------- verdict (no lab)
+
+
+def result(check: str, success: bool, reason: str = "", **problems: bool) -> CheckResult:
+    return CheckResult(check, success, reason=reason, problems=dict(problems))
+
+
+def exported(samples: list[Any]) -> dict[str, float]:
+    return {s.labels["problem"]: s.value for s in samples if s.name == "camnet_camera_problem"}
+
+
+def test_every_problem_is_always_exported() -> None:
+    status, reasons, samples = camera.verdict({"rtsp": result("rtsp", True)})
+    assert status is Status.OK and reasons == []
+    assert exported(samples) == dict.fromkeys(camera.PROBLEMS, 0.0)
+    assert [s.value for s in samples if s.name == "camnet_camera_up"] == [1.0]
+
+
+def test_unreachable_masks_stream_and_picture_problems() -> None:
+    status, reasons, samples = camera.verdict({
+        "onvif": result("onvif", False, "unreachable"),
+        "rtsp": result("rtsp", False, "unreachable", unreachable=True, no_stream=True, black=True),
+    })
+    assert status is Status.CRITICAL
+    assert reasons == ["unreachable"]
+    assert exported(samples)["no_stream"] == 0.0
+
+
+def test_a_grabbed_frame_overrides_a_failing_onvif() -> None:
+    status, reasons, _ = camera.verdict({
+        "onvif": result("onvif", False, "timeout"),
+        "rtsp": result("rtsp", True, dark=True),
+    })
+    assert status is Status.WARNING and reasons == ["dark"]
+
+
+def test_critical_and_warning_problems() -> None:
+    assert camera.verdict({"rtsp": result("rtsp", True, frozen=True)})[0] is Status.CRITICAL
+    assert camera.verdict({"rtsp": result("rtsp", True, black=True)})[0] is Status.CRITICAL
+    for p in ("blurred", "moved", "dark"):
+        assert camera.verdict({"rtsp": result("rtsp", True, **{p: True})})[0] is Status.WARNING
+    onv = result("onvif", True, clock_drift=True)
+    assert camera.verdict({"onvif": onv, "rtsp": result("rtsp", True)})[:2] == (
+        Status.WARNING, ["clock_drift"])
+    assert camera.verdict({})[0] is Status.UNKNOWN
+
+
+def test_no_frame_without_a_named_problem_is_still_critical() -> None:
+    status, reasons, _ = camera.verdict({"rtsp": result("rtsp", False, "timeout")})
+    assert status is Status.CRITICAL and reasons == ["timeout"]
+
+
+# ---------------------------------------------------------------- the private lab
+
+
+def write_config(tmp: Path) -> Path:
+    (tmp / "secrets").mkdir()
+    (tmp / "secrets" / "cam.password").write_text(PASSWORD + "\n")
+    cams = "\n".join(f"  - {{id: {cid}, site: s1, address: {addr}}}"
+                     for cid, addr in CAMERAS.items())
+    path = tmp / "camnet.yaml"
+    path.write_text(f"""
+defaults: {{camera_auth: cam, onvif_port: 8080}}
+communes: [{{id: daron, name: "Đạ Ròn"}}]
+sites: [{{id: s1, commune: daron, name: "Site 1"}}]
+auths:
+  cam: {{type: onvif, username: admin, password_file: secrets/cam.password}}
+cameras:
+{cams}
+""")
+    return path
+
+
+@pytest.fixture(scope="session")
+def camlab(lab_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    """A private six-camera lab shared by the camera test modules."""
+    return lab_factory(write_config(tmp_path_factory.mktemp("camlab")), CONTROL)
+
+
+@pytest.fixture(scope="session")
+def camcfg(camlab: Lab) -> LoadedConfig:
+    """The lab's config, loaded as the daemon would."""
+    return load_config(camlab.config_path)
+
+
+@pytest.fixture
+def clean(camlab: Lab) -> Iterator[Lab]:
+    """Every camera ok before and after the test."""
+    camlab.reset()
+    yield camlab
+    camlab.reset()
+
+
+@pytest.fixture
+async def pool() -> Any:
+    """The grab workers of this test's event loop, stopped afterwards (no orphans)."""
+    yield rtsp.get_pool()
+    await rtsp.shutdown()
+
+
+class Camera:
+    """One lab camera as the daemon sees it: target, profile, per-device state."""
+
+    def __init__(self, cfg: LoadedConfig, cid: str, **image: Any) -> None:
+        dev = cfg.device(cid)
+        assert dev is not None
+        self.target = cfg.target(dev)
+        profile = cfg.profile_for(dev)
+        self.onvif_settings = profile.onvif.model_copy(update={"auth_backoff": 2.0})
+        img = profile.rtsp.image.model_copy(update=image)
+        self.rtsp_settings = profile.rtsp.model_copy(update={"image": img, "auth_backoff": 2.0})
+        self.state: dict[str, Any] = {}
+
+    async def check(self) -> tuple[Status, set[str], dict[str, CheckResult]]:
+        loop = asyncio.get_running_loop()
+        o = await onvif.probe_onvif(self.target, self.onvif_settings, self.state,
+                                    loop.time() + CHECK_TIMEOUT_S)
+        r = await rtsp.probe_rtsp(self.target, self.rtsp_settings, self.state,
+                                  loop.time() + CHECK_TIMEOUT_S)
+        status, reasons, _ = camera.verdict({"onvif": o, "rtsp": r})
+        return status, set(reasons), {"onvif": o, "rtsp": r}
+
+    async def checks(self, n: int) -> tuple[Status, set[str], dict[str, CheckResult]]:
+        out = None
+        for _ in range(n):
+            out = await self.check()
+            await asyncio.sleep(KEYFRAME_GAP_S)
+        assert out is not None
+        return out
+
+
+def url(lab: Lab, cid: str) -> str:
+    cam = lab.camera(cid)
+    u = str(cam["rtsp"])
+    if cam["rtsp_auth"]:
+        u = u.replace("rtsp://", f"rtsp://admin:{PASSWORD}@", 1)
+    return u
+
+
+def ffmpeg_filters(stream: str, vf: str, seconds: float = 4.0) -> str:
+    proc = subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-rtsp_transport", "tcp", "-timeout", "10000000",
+         "-i", stream, "-t", str(seconds), "-vf", vf, "-an", "-f", "null", "-"],
+        capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stderr
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("cid", ["cam-a", "cam-b", "cam-d"])
+async def test_healthy_camera_is_ok_and_facts_match_ffprobe(
+        clean: Lab, camcfg: LoadedConfig, pool: Any, cid: str) -> None:
+    cam = Camera(camcfg, cid)
+    status, problems, results = await cam.checks(2)
+    assert (status, problems) == (Status.OK, set())
+    facts = results["rtsp"].facts
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v:0",
+         "-show_entries", "stream=codec_name,width,height", "-of", "json", url(clean, cid)],
+        capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S, check=False,
+    )
+    assert probe.returncode == 0, probe.stderr
+    stream = json.loads(probe.stdout)["streams"][0]
+    assert (facts["codec"], facts["width"], facts["height"]) == (
+        stream["codec_name"], stream["width"], stream["height"])
+    assert results["rtsp"].artifacts["frame_jpeg"][:2] == b"\xff\xd8"
+    # No secret anywhere in what a check reports.
+    assert PASSWORD not in repr(results)
+    assert results["onvif"].facts["vendor"] == clean.camera(cid)["vendor"].upper()
+
+
+PICTURE_FAULTS = ["black", "frozen", "blurred", "moved", "dark"]
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("cid", ["cam-d", "cam-e"])
+@pytest.mark.parametrize("fault", PICTURE_FAULTS)
+async def test_picture_fault_is_its_own_problem(
+        clean: Lab, camcfg: LoadedConfig, pool: Any, cid: str, fault: str) -> None:
+    cam = Camera(camcfg, cid)
+    _, problems, _ = await cam.checks(2)
+    assert problems == set()
+    clean.fault(cid, fault)
+    # The first picture after the switch is compared with a healthy one; two more raise it.
+    _, problems, results = await cam.checks(3)
+    assert problems == {fault}, results["rtsp"].facts
+    clean.fault(cid, "ok")
+    _, problems, _ = await cam.checks(2 if fault != "moved" else 1)
+    assert problems == set()
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(("fault", "expected"), [
+    ("offline", "unreachable"), ("hang", "no_stream"), ("slow=30", "no_stream"),
+    ("auth", "auth_failed"), ("clock=+600", "clock_drift"),
+])
+async def test_device_fault_is_its_own_problem(
+        clean: Lab, camcfg: LoadedConfig, pool: Any, fault: str, expected: str) -> None:
+    cam = Camera(camcfg, "cam-f")
+    assert (await cam.check())[1] == set()
+    clean.fault("cam-f", fault)
+    status, problems, results = await cam.check()
+    assert problems == {expected}
+    if expected == "clock_drift":
+        assert status is Status.WARNING
+        assert results["onvif"].facts["clock_offset"] == pytest.approx(600, abs=3)
+        assert results["rtsp"].success
+    else:
+        assert status is Status.CRITICAL
+
+
+@pytest.mark.lab
+async def test_ffmpeg_filters_agree_with_the_verdict(
+        clean: Lab, camcfg: LoadedConfig, pool: Any) -> None:
+    """blackdetect, freezedetect and blurdetect on the same streams say what camnet says."""
+    cid = "cam-d"
+    stream = url(clean, cid)
+    verdicts: dict[str, set[str]] = {}
+    ffmpeg: dict[str, tuple[bool, bool, float]] = {}
+    for state in ["ok", "black", "frozen", "blurred", "dark"]:
+        clean.fault(cid, "ok")
+        cam = Camera(camcfg, cid)
+        await cam.checks(2)
+        clean.fault(cid, state)
+        verdicts[state] = (await cam.checks(3))[1]
+        # pix_th: a pixel is black below 16 + 3% of the range; a night picture (mean ≈ 26)
+        # is not black, a covered lens (16) is.
+        log = ffmpeg_filters(stream, "blackdetect=d=1:pix_th=0.03:pic_th=0.9,"
+                             "freezedetect=n=-60dB:d=2,blurdetect", seconds=4)
+        blur = float(re.findall(r"blur mean: ([\d.]+)", log)[-1])
+        ffmpeg[state] = ("black_start" in log, "freeze_start" in log, blur)
+    for state, (black, frozen, _) in ffmpeg.items():
+        assert black == ("black" in verdicts[state]), (state, ffmpeg, verdicts)
+        if state != "black":  # a black picture is also still; camnet reports it as black only
+            assert frozen == ("frozen" in verdicts[state]), (state, ffmpeg, verdicts)
+    blurred_by_ffmpeg = {s for s, (_, _, b) in ffmpeg.items()
+                         if s != "black" and b > 2 * ffmpeg["ok"][2]}
+    assert blurred_by_ffmpeg == {s for s, v in verdicts.items() if "blurred" in v}
+
+
+@pytest.mark.lab
+async def test_save_frame_keeps_the_last_frame(
+        clean: Lab, camcfg: LoadedConfig, pool: Any, tmp_path: Path) -> None:
+    cam = Camera(camcfg, "cam-e")
+    _, _, results = await cam.check()
+    jpeg = results["rtsp"].artifacts["frame_jpeg"]
+    path = tmp_path / "frame.jpg"
+    path.write_bytes(jpeg)
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width", "-of", "json",
+         str(path)], capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S, check=False)
+    stream = json.loads(probe.stdout)["streams"][0]
+    assert stream["codec_name"] == "mjpeg" and stream["width"] == rtsp.FRAME_WIDTH
+    assert cam.state["last_frame_jpeg"] == jpeg
