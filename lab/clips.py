@@ -4,7 +4,7 @@ Encoding live costs a core per few cameras; looping clips encoded once costs alm
 (FIELD-NOTES). Clips are built with ffmpeg from its own lavfi sources and cached by a hash of
 everything that shapes them, so a second lab start reuses them.
 
-Every clip: 6 s at 10 fps, keyframe every 10 frames (1 s, the bound on time to first frame),
+Every clip: 7 s at 10 fps, keyframe every 10 frames (1 s, the bound on time to first frame),
 no B-frames, an access-unit delimiter before every frame and SPS/PPS repeated before every
 keyframe, raw Annex-B (`clip.h264`), plus a JPEG of one frame (`snapshot.jpg`).
 """
@@ -23,13 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FPS = 10
-DURATION_S = 6  # the moving element crosses the picture twice, so the loop is seamless
+# The moving element crosses the picture once per loop. 7 s is prime to the usual check intervals
+# (10, 15, 20, 30, 60 s): grabs one interval apart never see the same phase of the loop, which
+# a camera that really streams never repeats either (a 6 s loop with a 3 s crossing looked
+# frozen to a 15 s check once the clock is masked).
+DURATION_S = 7
 KEYFRAME_INTERVAL = 10  # frames: one second at FPS
 VARIANTS = ("ok", "black", "frozen", "blurred", "moved", "dark")
 SCENES = ("fractal", "meadow", "market", "pattern")
 RESOLUTIONS = ((640, 360), (1280, 720), (1920, 1080))
 # Bump when a filter below changes, so cached clips are rebuilt.
-GENERATOR_VERSION = "7"
+GENERATOR_VERSION = "8"
 FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf",
     "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
@@ -154,9 +158,9 @@ def _graph(spec: ClipSpec) -> str:
     fontfile = f"fontfile={font}:" if font else ""
     ow, oh = max(32, w // 10), max(24, h // 8)
     clock_size = max(12, h // 24)
-    # A moving object (a person or cart) crossing the yard every 3 s.
+    # A moving object (a person or cart) crossing the yard once per loop.
     moving = (f"testsrc=s={ow}x{oh}:r={FPS},format=rgb24[obj];"
-              f"[bg][obj]overlay=x='mod(t*{w}/3,{w})':y={int(h * 0.62)}:shortest=1")
+              f"[bg][obj]overlay=x='mod(t*{w}/{DURATION_S},{w})':y={int(h * 0.62)}:shortest=1")
     clock = (f"drawtext={fontfile}text='%{{pts\\:hms}}':x={clock_size // 2}:y={clock_size // 2}:"
              f"fontsize={clock_size}:fontcolor=white:box=1:boxcolor=black@0.5")
     return (f"{_scene_source(spec)},trim=start_frame=60,setpts=PTS-STARTPTS,"
