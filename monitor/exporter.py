@@ -59,9 +59,11 @@ def device_samples(rec: DeviceRecord) -> Iterator[Sample]:
     """Every sample of one device: verdict, check bookkeeping, and what the probers found."""
     if not rec.results:
         return
-    status, _, verdict_samples = rec.verdict()
-    yield Sample("camnet_device_status", float(status))
-    yield from verdict_samples
+    if rec.complete:
+        # Until every check has run once, up/problem series would claim what nobody measured.
+        status, _, verdict_samples = rec.verdict()
+        yield Sample("camnet_device_status", float(status))
+        yield from verdict_samples
     for check, result in rec.results.items():
         yield Sample("camnet_check_success", float(result.success), {"check": check})
         yield Sample("camnet_check_last_run_timestamp_seconds", result.started, {"check": check})

@@ -217,10 +217,9 @@ class Scheduler:
         self._log_transition(rec, check, result)
 
     def _log_transition(self, rec: DeviceRecord, check: str, result: CheckResult) -> None:
+        if not all(c in rec.results for c in self._enabled_checks(rec)):
+            return  # not every check has run yet: a verdict now would announce a half-known state
         status, reasons, _ = rec.verdict()
-        if len(rec.results) < len(self._enabled_checks(rec)) and status != Status.CRITICAL:
-            # Not every check has run yet: a verdict now would announce a half-known state.
-            return
         if status == rec.status and reasons == rec.reasons:
             return
         previous = rec.status
@@ -240,7 +239,4 @@ class Scheduler:
             event(log, logging.WARNING, "device degraded", **fields, reasons=",".join(reasons))
 
     def _enabled_checks(self, rec: DeviceRecord) -> list[str]:
-        return [
-            c for c in CHECKS_BY_KIND[rec.kind]
-            if getattr(rec.profile, c).enabled and c in self.probers
-        ]
+        return [c for c in rec.enabled_checks() if c in self.probers]

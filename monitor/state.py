@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.config import ApProfile, CameraProfile, LoadedConfig, SiteConfig
-from probes import VERDICTS
+from probes import CHECKS_BY_KIND, VERDICTS
 from probes.base import CheckResult, Sample, Status, Target
 
 
@@ -27,6 +27,15 @@ class DeviceRecord:
     def kind(self) -> str:
         """`camera` or `ap`."""
         return self.target.kind
+
+    def enabled_checks(self) -> list[str]:
+        """The checks this device gets under its profile."""
+        return [c for c in CHECKS_BY_KIND[self.kind] if getattr(self.profile, c).enabled]
+
+    @property
+    def complete(self) -> bool:
+        """True once every enabled check has run: before that a verdict would be half-known."""
+        return all(c in self.results for c in self.enabled_checks())
 
     def verdict(self) -> tuple[Status, list[str], list[Sample]]:
         """The device's verdict from its latest results."""
