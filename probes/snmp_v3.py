@@ -77,6 +77,10 @@ _TAGS = {
 }
 
 _ENGINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+# UdpTransportTarget.create() resolves the name: once per device, not once per poll.
+_TARGETS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, int, float, int], Any]] = (
+    weakref.WeakKeyDictionary()
+)
 _LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, int], asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
 )
@@ -97,6 +101,7 @@ def close_engines() -> None:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
+    _TARGETS.pop(loop, None)
     engine = _ENGINES.pop(loop, None)
     if engine is not None:
         engine.close_dispatcher()
@@ -160,12 +165,16 @@ class PysnmpSession:
         lock = locks.setdefault((self.host, self.port), asyncio.Lock())
         engine = _engine()
         if self._target is None:
-            try:
-                self._target = await hl.UdpTransportTarget.create(
-                    (self.host, self.port), timeout=self.timeout, retries=self.retries
-                )
-            except Exception as exc:  # pysnmp raises PySnmpError for unresolvable names
-                raise SnmpUnreachable(f"cannot reach {self.host}: {exc}") from exc
+            key = (self.host, self.port, self.timeout, self.retries)
+            targets = _TARGETS.setdefault(loop, {})
+            self._target = targets.get(key)
+            if self._target is None:
+                try:
+                    self._target = targets[key] = await hl.UdpTransportTarget.create(
+                        (self.host, self.port), timeout=self.timeout, retries=self.retries
+                    )
+                except Exception as exc:  # pysnmp raises PySnmpError for unresolvable names
+                    raise SnmpUnreachable(f"cannot reach {self.host}: {exc}") from exc
         objs = [hl.ObjectType(hl.ObjectIdentity(oid_tuple(o))) for o in oids]
         async with lock:
             self.stats.requests += 1

@@ -75,6 +75,9 @@ class Responder(asyncio.DatagramProtocol):
     transport: Any = None
     other: Any = None
     requests: int = 0
+    delay: float = 0.0
+    outstanding: dict[Any, int] = field(default_factory=dict)
+    max_outstanding: int = 0
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -113,6 +116,17 @@ class Responder(asyncio.DatagramProtocol):
         out = self.mangle(self.answer(req), req)
         if out is None:
             return
+        if self.delay:
+            # Answer later, and count what each client has in flight meanwhile.
+            self.outstanding[addr] = self.outstanding.get(addr, 0) + 1
+            self.max_outstanding = max(self.max_outstanding, self.outstanding[addr])
+            asyncio.get_running_loop().call_later(self.delay, self._send, out, addr)
+            return
+        self._send(out, addr)
+
+    def _send(self, out: bytes | list[bytes], addr: Any) -> None:
+        if addr in self.outstanding:
+            self.outstanding[addr] -= 1
         for packet in out if isinstance(out, list) else [out]:
             (self.other if self.via_other else self.transport).sendto(packet, addr)
 
@@ -294,3 +308,11 @@ async def test_counter32_client_count_is_a_gauge(responder: Responder) -> None:
     assert [(dict(s.labels), s.value) for s in clients] == [({"radio": "eth2"}, 7.0)]
     channel = [s.value for s in result.samples if s.name == "camnet_ap_wifi_channel"]
     assert channel == [6.0]
+
+
+async def test_one_request_in_flight_per_device(responder: Responder) -> None:
+    responder.delay = 0.02
+    results = await asyncio.gather(*(_probe(timeout=2.0) for _ in range(4)))
+    assert all(r.success for r in results), [r.message for r in results]
+    assert responder.max_outstanding == 1  # four checks at once, still one request at a time
+    assert responder.requests >= 4 * 3
