@@ -48,6 +48,7 @@ STOP_TIMEOUT_SECONDS = 5.0
 PROBE_INTERVAL_SECONDS = 0.25
 MAX_SLOW_SECONDS = 600.0
 SNMPSIM_TIMER_RESOLUTION = 1.0
+SNMPSIM_OPEN_FILES = 512
 
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 HR_SYSTEM_UPTIME = "1.3.6.1.2.1.25.1.1.0"
@@ -714,7 +715,12 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 def run_snmpsim(args: list[str]) -> int:
     """snmpsim's command responder with a coarser housekeeping timer (idle CPU)."""
     from pysnmp.carrier.asyncio.dispatch import AsyncioDispatcher
+    from snmpsim import datafile
     from snmpsim.commands import responder
+
+    # snmpsim keeps at most 31 data files open and reopens (text + dbm index) on a miss; the
+    # lab has two per access point, so polling 37 of them round-robin would reopen every time.
+    datafile.DataFile.max_queue_entries = SNMPSIM_OPEN_FILES
 
     original_init = AsyncioDispatcher.__init__
 
