@@ -417,10 +417,14 @@ def scenarios() -> list[dict[str, Any]]:
             + camera("daron-02", "cam-daron-02", OK)
             + ap("daron-02", "ap-daron-02", OK),
             "alert_rule_test": [
-                check(85, "SiteDown"),
-                check(90, "SiteDown", site_down("daron-01")),
+                check(105, "SiteDown"),
+                check(110, "SiteDown", site_down("daron-01")),
                 check(300, "SiteDown", site_down("daron-01")),
-                *[t for s in (80, 85, 90, 120, 200, 300) for t in none(s, "CameraDown", "APDown")],
+                *[
+                    t
+                    for s in (80, 85, 90, 105, 110, 120, 150, 200, 300)
+                    for t in none(s, "CameraDown", "APDown")
+                ],
             ],
         }
     )
@@ -432,6 +436,34 @@ def scenarios() -> list[dict[str, Any]]:
             + camera("daron-01", "cam-daron-01", values((1, 60), (0, 20), (1, 300)))
             + ap("daron-01", "ap-daron-01", values((1, 65), (0, 20), (1, 300))),
             "alert_rule_test": [t for s in (80, 85, 90, 100, 120) for t in none(s, *ALL_DEVICE_ALERTS)],
+        }
+    )
+    # A dead camera stays paged when its AP misses a poll; a dead AP stays paged when its
+    # camera misses one: neither is a dead line, and nothing flaps.
+    tests.append(
+        {
+            "name": "A dead device stays paged, and no SiteDown, when the other device misses one poll",
+            "input_series": site_info()
+            + camera(
+                "daron-01",
+                "cam-daron-01",
+                values((1, 60), (0, 400)),
+                {"unreachable": values((0, 60), (1, 400))},
+            )
+            + ap("daron-01", "ap-daron-01", values((1, 150), (0, 20), (1, 300)))
+            + camera("daron-02", "cam-daron-02", values((1, 200), (0, 20), (1, 300)))
+            + ap("daron-02", "ap-daron-02", values((1, 60), (0, 400))),
+            "alert_rule_test": [
+                *[
+                    check(s, "CameraDown", camera_down("daron-01", "cam-daron-01", "mất kết nối"))
+                    for s in (90, 150, 155, 160, 165, 170, 180, 200)
+                ],
+                *[
+                    check(s, "APDown", ap_down("daron-02", "ap-daron-02"))
+                    for s in (125, 200, 205, 210, 215, 225)
+                ],
+                *[t for s in range(60, 300, 5) for t in none(s, "SiteDown")],
+            ],
         }
     )
     # A site with one device cannot tell line from device: the device's own alert pages.

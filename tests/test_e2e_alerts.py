@@ -1,0 +1,288 @@
+"""End to end: the lab, the daemon, real Prometheus, real Alertmanager and a webhook sink.
+
+A lab camera goes offline -> its commune's police get a firing alert naming camera and site in
+Vietnamese; back ok -> resolved. A whole site offline -> one SiteDown to the NOC and no camera
+alert to the police. Access points losing 30 % of SNMP packets -> no alert. Every dashboard
+panel's PromQL returns data from this Prometheus.
+
+Timing: the daemon runs the default config with shorter check intervals (10 s instead of 15 s,
+backoff capped at 10 s) and Alertmanager's group_interval is 10 s instead of 2 min, so a
+resolved notification comes in seconds; rules, routes, inhibitions and group_wait are the
+committed ones. The latency with the default intervals is measured by bench/alert_latency.py.
+The "ten minutes of loss" is simulated time in config/prometheus/tests (promtool, 20 minutes
+of a 30 % lossy line); here the real lab drops 30 % of SNMP requests to every AP for 3 minutes
+(37 APs x 18 checks).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lab.services import AlertingStack, alerting_stack
+from lab.webhook_sink import Notification
+from tests.lab_fixture import Lab
+from tests.test_dashboards import all_exprs, substitute
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.14.10"  # Prometheus, Alertmanager, sink and the daemon (helper range 127.0.14.0/24)
+DAEMON = f"{HOST}:19830"
+AP_COUNTS = {"daron": 11, "tutra": 14, "lacxuan": 12}
+ALERT_TIMEOUT = 240.0  # s to wait for a notification (expected: about a minute)
+STOP_TIMEOUT = 10.0
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.lab,
+    pytest.mark.skipif(
+        not (
+            shutil.which("prometheus")
+            and (shutil.which("prometheus-alertmanager") or shutil.which("alertmanager"))
+        ),
+        reason="Prometheus / Alertmanager not installed",
+    ),
+]
+
+
+def e2e_config(tmp: Path) -> Path:
+    """The default config, daemon on our address, checks every 10 s, backoff capped at 10 s."""
+    doc = yaml.safe_load((ROOT / "config" / "camnet.yaml").read_text(encoding="utf-8"))
+    doc["server"]["listen"] = DAEMON
+    for profile in doc["profiles"].values():
+        for check, settings in profile.items():
+            if isinstance(settings, dict):
+                settings["interval"] = "30s" if check == "onvif" else "10s"
+                settings["timeout"] = "8s"
+                settings["max_backoff"] = "10s"
+    (tmp / "secrets").symlink_to(ROOT / "config" / "secrets")
+    path = tmp / "camnet.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def wait(what: str, cond: Callable[[], Any], timeout: float = ALERT_TIMEOUT, every: float = 1.0) -> Any:
+    """Poll cond() until truthy; fail with `what` after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+@pytest.fixture(scope="module")
+def stack(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertingStack]:
+    tmp = tmp_path_factory.mktemp("e2e-alerts")
+    config = e2e_config(tmp)
+    lab.reset()
+    log = (tmp / "camnet.log").open("wb")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run", "--config", str(config)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        with alerting_stack(
+            tmp,
+            DAEMON,
+            host=HOST,
+            prometheus_port=19090,
+            alertmanager_port=19093,
+            sink_port=19099,
+            route_overrides={"group_interval": "10s"},
+        ) as s:
+            wait("Prometheus to scrape camnet", s.prometheus.targets_up, timeout=60)
+            yield s
+    finally:
+        lab.reset()
+        if daemon.poll() is None:
+            daemon.terminate()
+            try:
+                daemon.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, 9)
+                daemon.wait(STOP_TIMEOUT)
+        log.close()
+
+
+def value(stack: AlertingStack, expr: str) -> float | None:
+    res = stack.prometheus.query(expr)
+    return float(res[0]["value"][1]) if res else None
+
+
+def require_camera_checks(stack: AlertingStack) -> None:
+    """Skip (with the reason) while the camera probers are still stubs; otherwise cameras must come up."""
+    wait("the first camera checks", lambda: value(stack, "count(camnet_camera_up)"), timeout=120)
+    stubs = stack.prometheus.query('camnet_check_errors_total{kind="camera", reason="not_implemented"} > 0')
+    if stubs:
+        pytest.skip(
+            "camera probers not built yet: " + ", ".join(sorted({r["metric"]["check"] for r in stubs}))
+        )
+
+
+def device_up(stack: AlertingStack, metric: str, label: str, device: str) -> Callable[[], bool]:
+    return lambda: value(stack, f'{metric}{{{label}="{device}"}}') == 1.0
+
+
+def no_firing(stack: AlertingStack, **labels: str) -> Callable[[], bool]:
+    sel = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return lambda: not stack.prometheus.query(f"ALERTS{{{sel}}}")
+
+
+def alerts_in(notes: list[Notification]) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(receiver, status, alertname, alert) for every alert of every notification."""
+    return [(n.receiver, a["status"], a["labels"]["alertname"], a) for n in notes for a in n.alerts]
+
+
+def test_camera_offline_pages_its_commune_police_in_vietnamese_then_resolves(
+    lab: Lab, stack: AlertingStack
+) -> None:
+    require_camera_checks(stack)
+    cam, site, commune = "cam-lacxuan-04", "lacxuan-04", "lacxuan"
+    wait(f"{cam} up", device_up(stack, "camnet_camera_up", "camera", cam))
+    wait(f"no alert on {cam}", no_firing(stack, camera=cam))
+    since = time.time()
+    lab.fault(cam, "offline")
+    try:
+        note = wait(
+            f"CameraDown for {cam} at police-{commune}",
+            lambda: stack.sink.wait_for(
+                lambda n: (
+                    n.receiver == f"police-{commune}"
+                    and n.status == "firing"
+                    and any(a["labels"].get("camera") == cam for a in n.alerts)
+                ),
+                timeout=1,
+                since=since,
+            ),
+        )
+    finally:
+        lab.fault(cam, "ok")
+    alert = next(a for a in note.alerts if a["labels"].get("camera") == cam)
+    assert alert["labels"]["alertname"] == "CameraDown"
+    assert alert["labels"]["site"] == site and alert["labels"]["commune"] == commune
+    summary = alert["annotations"]["summary"]
+    assert summary == f"Camera {cam} mất hình tại Nhà văn hóa thôn 04, Lạc Xuân (tên tạm) ({site})"
+    assert "Không lấy được hình từ camera" in alert["annotations"]["description"]
+    assert alert["annotations"]["summary_en"] == f"Camera {cam} is down at site {site}"
+    # Back ok: the same receiver is told it is resolved.
+    wait(
+        f"resolved CameraDown for {cam}",
+        lambda: stack.sink.wait_for(
+            lambda n: (
+                n.receiver == f"police-{commune}"
+                and any(a["labels"].get("camera") == cam and a["status"] == "resolved" for a in n.alerts)
+            ),
+            timeout=1,
+            since=since,
+        ),
+    )
+    sent = alerts_in([n for n in stack.sink.snapshot() if n.received >= since])
+    others = {r for r, _, name, a in sent if a["labels"].get("camera") == cam and r != f"police-{commune}"}
+    assert not others, f"{cam}'s alert also went to {others}"
+
+
+def test_site_offline_is_one_site_down_to_the_noc_and_nothing_to_the_police(
+    lab: Lab, stack: AlertingStack
+) -> None:
+    require_camera_checks(stack)
+    site, cam, ap = "tutra-05", "cam-tutra-05", "ap-tutra-05"
+    wait(f"{cam} up", device_up(stack, "camnet_camera_up", "camera", cam))
+    wait(f"{ap} up", device_up(stack, "camnet_ap_up", "ap", ap))
+    wait(f"no alert at {site}", no_firing(stack, site=site))
+    since = time.time()
+    changed = lab.fault(site, "offline")
+    assert set(changed) == {cam, ap}
+    try:
+        wait(
+            f"SiteDown for {site} at the NOC",
+            lambda: stack.sink.wait_for(
+                lambda n: (
+                    n.receiver == "noc"
+                    and "SiteDown" in n.alertnames()
+                    and any(a["labels"].get("site") == site for a in n.alerts)
+                ),
+                timeout=1,
+                since=since,
+            ),
+        )
+        # The camera's and the AP's own alerts must not get out: wait past their `for:` plus
+        # group_wait, then look at everything sent since the fault.
+        time.sleep(75)
+        assert value(stack, f'camnet_camera_up{{camera="{cam}"}}') == 0.0
+        assert value(stack, f'camnet_ap_up{{ap="{ap}"}}') == 0.0
+    finally:
+        lab.fault(site, "ok")
+    sent = alerts_in([n for n in stack.sink.snapshot() if n.received >= since])
+    at_site = [(r, s, name) for r, s, name, a in sent if a["labels"].get("site") == site]
+    assert [x for x in at_site if x[2] != "SiteDown"] == [], at_site
+    firing = [r for r, s, name in at_site if s == "firing"]
+    assert sorted(firing) == ["noc", "operator-vnpt"], at_site  # one to the NOC, one to the telco
+    assert not [x for x in sent if x[0].startswith("police-")], "the police were paged for a dark hall"
+    wait(
+        f"resolved SiteDown for {site}",
+        lambda: stack.sink.wait_for(
+            lambda n: n.receiver == "noc" and n.status == "resolved" and "SiteDown" in n.alertnames(),
+            timeout=1,
+            since=since,
+        ),
+    )
+
+
+def test_lossy_but_working_lines_page_nobody(lab: Lab, stack: AlertingStack) -> None:
+    wait("every AP up", lambda: value(stack, "count(camnet_ap_up == 1)") == 37.0, timeout=120)
+    since = time.time()
+    runs_before = value(stack, 'sum(camnet_check_runs_total{kind="ap", check="snmp"})') or 0.0
+    aps = sorted(lab.info.get("aps", {})) or [
+        f"ap-{c}-{i:02d}" for c, n in AP_COUNTS.items() for i in range(1, n + 1)
+    ]
+    assert len(aps) == 37
+    try:
+        for ap in aps:
+            assert lab.fault(ap, "loss=0.3") == {ap: "loss=0.3"}
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            firing = stack.prometheus.query('ALERTS{alertstate="firing", alertname=~"AP.*|SiteDown"}')
+            assert not firing, [r["metric"] for r in firing]
+            time.sleep(5)
+    finally:
+        lab.reset()
+    runs = (value(stack, 'sum(camnet_check_runs_total{kind="ap", check="snmp"})') or 0.0) - runs_before
+    assert runs >= 37 * 10, f"only {runs:.0f} SNMP checks ran"
+    sent = alerts_in([n for n in stack.sink.snapshot() if n.received >= since])
+    assert not [x for x in sent if x[2].startswith("AP") or x[2] == "SiteDown"], sent
+
+
+def test_every_dashboard_panel_returns_data(stack: AlertingStack) -> None:
+    stubs = {
+        r["metric"]["check"]
+        for r in stack.prometheus.query('camnet_check_errors_total{reason="not_implemented"} > 0')
+    }
+    # Rates need two samples in the window, recording rules a few evaluations.
+    missing: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        missing = [f"{n}: {t}: {e}" for n, t, e in all_exprs() if not stack.prometheus.query(substitute(e))]
+        if not missing:
+            return
+        time.sleep(2)
+    prober_of = {"camnet_ping_": "ping", "camnet_camera_": "rtsp"}
+    unexplained = [m for m in missing if not any(p in m and c in stubs for p, c in prober_of.items())]
+    assert not unexplained, "panels without data:\n" + "\n".join(unexplained)
+    pytest.skip(
+        f"probers not built yet ({', '.join(sorted(stubs))}); panels without data:\n" + "\n".join(missing)
+    )
