@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -135,10 +136,28 @@ def _paint(text: str, code: str, color: bool) -> str:
     return f"\x1b[1;{code}m{text}\x1b[0m" if color else text
 
 
+# Reasons of the AP verdict (probes/ap.py) that are sentences rather than single words.
+_REASONS_VI: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^down: no ping reply and snmp (\S+)$"),
+     "mất kết nối: không trả lời ping, SNMP {0}"),
+    (re.compile(r"^(\w+): (\S+) \(the AP answers ping\)$"), "{0}: {1} (AP vẫn trả lời ping)"),
+    (re.compile(r"^(\w+): (\S+) \(the agent answers\)$"), "{0}: {1} (tác tử SNMP có trả lời)"),
+    (re.compile(r"^ping: (\d+)% packet loss$"), "ping: mất {0}% gói"),
+    (re.compile(r"^rebooted since the last check$"), "đã khởi động lại từ lần kiểm tra trước"),
+    (re.compile(r"^ping: not permitted on this host \(see ping_group_range\)$"),
+     "ping: máy này không được phép ping (xem ping_group_range)"),
+]
+
+
 def _word(word: str, lang: str) -> str:
     """Translate a problem name or short reason; `check: reason` pairs are translated by part."""
     if lang != "vi":
         return word
+    for pattern, template in _REASONS_VI:
+        m = pattern.match(word)
+        if m:
+            parts = [CHECK_NAMES["vi"].get(g, WORDS_VI.get(g, g)) for g in m.groups()]
+            return template.format(*parts)
     if ": " in word:
         head, tail = word.split(": ", 1)
         return f"{CHECK_NAMES['vi'].get(head, head)}: {WORDS_VI.get(tail, tail)}"

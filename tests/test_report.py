@@ -255,3 +255,15 @@ def test_snmp_prober_fact_shapes() -> None:
     assert "radio 1: noise -101 dBm, frequency 5860 MHz" in text
     vi = render_text(report, lang="vi")
     assert "eth0 bật, ath0 tắt" in vi and "sóng 1: nhiễu -101 dBm, tần số 5860 MHz" in vi
+
+
+def test_vietnamese_ap_verdict_sentences() -> None:
+    from monitor.report import _word
+
+    assert _word("snmp: timeout (the AP answers ping)", "vi") == \
+        "SNMP: hết thời gian chờ (AP vẫn trả lời ping)"
+    assert _word("down: no ping reply and snmp timeout", "vi") == \
+        "mất kết nối: không trả lời ping, SNMP hết thời gian chờ"
+    assert _word("ping: 30% packet loss", "vi") == "ping: mất 30% gói"
+    assert _word("rebooted since the last check", "vi") == "đã khởi động lại từ lần kiểm tra trước"
+    assert _word("snmp: timeout (the AP answers ping)", "en") == "snmp: timeout (the AP answers ping)"
