@@ -196,7 +196,9 @@ async def _session(target: Target, state: dict[str, Any], want_identity: bool,
 async def _find_uris(cam: onvif.ONVIFCamera, facts: OnvifFacts,
                      result: CheckResult | None) -> None:
     """GetServices (GetCapabilities fallback), GetProfiles, GetStreamUri, GetSnapshotUri."""
+    diff = cam.dt_diff
     await cam.update_xaddrs()  # GetServices, falling back to GetCapabilities by itself
+    cam.dt_diff = diff  # update_xaddrs() forgets the clock offset the media service must sign with
     media = await cam.create_media_service()
     profiles = await media.GetProfiles()
     if not profiles:

@@ -134,7 +134,9 @@ async def pool() -> Any:
 class Camera:
     """One lab camera as the daemon sees it: target, profile, per-device state."""
 
-    def __init__(self, cfg: LoadedConfig, cid: str, **image: Any) -> None:
+    def __init__(self, cfg: LoadedConfig, cid: str, timeout: float = CHECK_TIMEOUT_S,
+                 **image: Any) -> None:
+        self.timeout = timeout
         dev = cfg.device(cid)
         assert dev is not None
         self.target = cfg.target(dev)
@@ -147,9 +149,9 @@ class Camera:
     async def check(self) -> tuple[Status, set[str], dict[str, CheckResult]]:
         loop = asyncio.get_running_loop()
         o = await onvif.probe_onvif(self.target, self.onvif_settings, self.state,
-                                    loop.time() + CHECK_TIMEOUT_S)
+                                    loop.time() + self.timeout)
         r = await rtsp.probe_rtsp(self.target, self.rtsp_settings, self.state,
-                                  loop.time() + CHECK_TIMEOUT_S)
+                                  loop.time() + self.timeout)
         status, reasons, _ = camera.verdict({"onvif": o, "rtsp": r})
         return status, set(reasons), {"onvif": o, "rtsp": r}
 
@@ -207,7 +209,7 @@ PICTURE_FAULTS = ["black", "frozen", "blurred", "moved", "dark"]
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize("cid", ["cam-d", "cam-e"])
+@pytest.mark.parametrize("cid", ["cam-e"])  # cam-d: test_ffmpeg_filters_agree_with_the_verdict
 @pytest.mark.parametrize("fault", PICTURE_FAULTS)
 async def test_picture_fault_is_its_own_problem(
         clean: Lab, camcfg: LoadedConfig, pool: Any, cid: str, fault: str) -> None:
@@ -219,7 +221,7 @@ async def test_picture_fault_is_its_own_problem(
     _, problems, results = await cam.checks(3)
     assert problems == {fault}, results["rtsp"].facts
     clean.fault(cid, "ok")
-    _, problems, _ = await cam.checks(2 if fault != "moved" else 1)
+    _, problems, _ = await cam.checks(1)  # one healthy picture clears it
     assert problems == set()
 
 
@@ -230,7 +232,7 @@ async def test_picture_fault_is_its_own_problem(
 ])
 async def test_device_fault_is_its_own_problem(
         clean: Lab, camcfg: LoadedConfig, pool: Any, fault: str, expected: str) -> None:
-    cam = Camera(camcfg, "cam-f")
+    cam = Camera(camcfg, "cam-f", timeout=3.0)
     assert (await cam.check())[1] == set()
     clean.fault("cam-f", fault)
     status, problems, results = await cam.check()
@@ -246,7 +248,8 @@ async def test_device_fault_is_its_own_problem(
 @pytest.mark.lab
 async def test_ffmpeg_filters_agree_with_the_verdict(
         clean: Lab, camcfg: LoadedConfig, pool: Any) -> None:
-    """blackdetect, freezedetect and blurdetect on the same streams say what camnet says."""
+    """Each picture state is its own problem, and blackdetect, freezedetect and blurdetect on
+    the same stream say what camnet says."""
     cid = "cam-d"
     stream = url(clean, cid)
     verdicts: dict[str, set[str]] = {}
@@ -257,10 +260,11 @@ async def test_ffmpeg_filters_agree_with_the_verdict(
         await cam.checks(2)
         clean.fault(cid, state)
         verdicts[state] = (await cam.checks(3))[1]
+        assert verdicts[state] == ({state} if state != "ok" else set())
         # pix_th: a pixel is black below 16 + 3% of the range; a night picture (mean ≈ 26)
         # is not black, a covered lens (16) is.
         log = ffmpeg_filters(stream, "blackdetect=d=1:pix_th=0.03:pic_th=0.9,"
-                             "freezedetect=n=-60dB:d=2,blurdetect", seconds=4)
+                             "freezedetect=n=-60dB:d=2,blurdetect", seconds=3)
         blur = float(re.findall(r"blur mean: ([\d.]+)", log)[-1])
         ffmpeg[state] = ("black_start" in log, "freeze_start" in log, blur)
     for state, (black, frozen, _) in ffmpeg.items():

@@ -1,0 +1,289 @@
+"""ONVIF check against the lab's replayed Hikvision and Axis cameras and against broken peers.
+
+The broken peers replay recorded SOAP faults from /work/shared/onvif-captures (via the lab's
+vendored copy) or misbehave at the TCP level; addresses 127.0.12.40-49.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from pydantic import SecretStr
+
+from monitor.config import LoadedConfig, OnvifAuth
+from probes import onvif, rtsp
+from probes.base import Credentials, Target
+from tests import test_camera
+from tests.lab_fixture import Lab
+from tests.test_camera import PASSWORD
+
+# The camera modules share one private lab (session fixtures defined in test_camera).
+camlab, camcfg, clean, pool = (test_camera.camlab, test_camera.camcfg, test_camera.clean,
+                               test_camera.pool)
+
+CAPTURES = Path(__file__).resolve().parent.parent / "lab" / "assets" / "onvif-captures"
+SETTINGS = onvif.OnvifSettings(auth_backoff=600.0)
+DEADLINE_S = 3.0
+
+
+def target(address: str, port: int = 8080, password: str = PASSWORD,
+           rtsp_url: str | None = None) -> Target:
+    auth = Credentials(OnvifAuth(type="onvif", username="admin"),
+                       {"password": SecretStr(password), "rtsp_password": None})
+    return Target("cam-x", "camera", address, {"camera": "cam-x"}, auth,
+                  {"onvif_port": port, "rtsp_url": rtsp_url, "snapshot_url": None})
+
+
+async def run(t: Target, state: dict[str, Any] | None = None,
+              settings: onvif.OnvifSettings = SETTINGS) -> Any:
+    loop = asyncio.get_running_loop()
+    return await onvif.probe_onvif(t, settings, {} if state is None else state,
+                                   loop.time() + DEADLINE_S)
+
+
+def sample(result: Any, name: str) -> Any:
+    found = [s for s in result.samples if s.name == name]
+    return found[0] if found else None
+
+
+# ---------------------------------------------------------------- the lab's cameras
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(("cid", "vendor", "model"), [
+    ("cam-a", "HIKVISION", "DS-2DF7276-AEL"), ("cam-b", "AXIS", "AXIS Q6045-E"),
+])
+async def test_identity_clock_and_stream_uri(
+        clean: Lab, camcfg: LoadedConfig, cid: str, vendor: str, model: str) -> None:
+    dev = camcfg.device(cid)
+    assert dev is not None
+    state: dict[str, Any] = {}
+    result = await run(camcfg.target(dev), state)
+    assert result.success, result.message
+    assert result.facts["vendor"] == vendor and result.facts["model"] == model
+    info = sample(result, "camnet_camera_info")
+    assert info.labels["serial"] == result.facts["serial"] and info.labels["firmware"]
+    assert abs(result.facts["clock_offset"]) < 3
+    assert result.problems == {"auth_failed": False, "clock_drift": False}
+    assert sample(result, "camnet_camera_onvif_up").value == 1
+    # The URI ONVIF announces is the one the lab serves (Axis: via the GetCapabilities fallback,
+    # its GetServices answers a fault).
+    lab_uri = clean.camera(cid)["rtsp"]
+    assert state["stream_uri"].split("?")[0] == lab_uri.split("?")[0]
+    assert state["snapshot_uri"].startswith(f"http://{dev.address}:8080/")
+
+
+@pytest.mark.lab
+async def test_clock_offset_follows_the_camera(clean: Lab, camcfg: LoadedConfig) -> None:
+    dev = camcfg.device("cam-b")
+    assert dev is not None
+    clean.fault("cam-b", "clock=-3600")
+    result = await run(camcfg.target(dev))
+    # Signed with the camera's clock: still authenticated although an hour off.
+    assert result.success and result.facts["vendor"] == "AXIS"
+    assert result.facts["clock_offset"] == pytest.approx(-3600, abs=3)
+    assert result.problems["clock_drift"]
+
+
+class CountingProxy:
+    """A TCP forwarder that counts the connections a client opens to the camera."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            up_r, up_w = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            w.close()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+
+
+@pytest.mark.lab
+async def test_wrong_password_backs_off_without_touching_the_camera(
+        clean: Lab, camcfg: LoadedConfig, pool: Any) -> None:
+    cam = clean.camera("cam-a")
+    proxy = CountingProxy((cam["address"], 8080))
+    server = await asyncio.start_server(proxy.handle, "127.0.12.40", 8080)
+    try:
+        t = target("127.0.12.40", password="not-the-password")
+        state: dict[str, Any] = {}
+        first = await run(t, state)
+        assert (first.success, first.reason) == (False, "auth_failed")
+        assert first.problems["auth_failed"]
+        assert "not-the-password" not in repr(first)
+        seen = proxy.connections
+        assert seen >= 1
+        second = await run(t, state)
+        third = await run(t, state)
+        for r in (second, third):
+            assert (r.reason, r.problems["auth_failed"]) == ("auth_failed", True)
+        # The RTSP check honours the same backoff (cameras count RTSP logins too).
+        loop = asyncio.get_running_loop()
+        grab = await rtsp.probe_rtsp(t, rtsp.RtspSettings(), state, loop.time() + DEADLINE_S)
+        assert grab.problems["auth_failed"] and grab.reason == "auth_failed"
+        assert proxy.connections == seen  # nobody knocked again
+        # After the backoff, it tries again (once).
+        settings = SETTINGS.model_copy(update={"auth_backoff": 0.001})
+        again = await run(t, state, settings)
+        assert again.reason == "auth_failed" and proxy.connections > seen
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.lab
+async def test_auth_fault_then_recovery(clean: Lab, camcfg: LoadedConfig) -> None:
+    dev = camcfg.device("cam-b")
+    assert dev is not None
+    state: dict[str, Any] = {}
+    clean.fault("cam-b", "auth")
+    assert (await run(camcfg.target(dev), state)).reason == "auth_failed"
+    clean.fault("cam-b", "ok")
+    settings = SETTINGS.model_copy(update={"auth_backoff": 0.001})
+    result = await run(camcfg.target(dev), state, settings)
+    assert result.success and not result.problems["auth_failed"]
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("fault", ["hang", "slow=20"])
+async def test_hang_and_slow_hold_the_deadline(clean: Lab, camcfg: LoadedConfig,
+                                               fault: str) -> None:
+    dev = camcfg.device("cam-c")
+    assert dev is not None
+    clean.fault("cam-c", fault)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.05)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    try:
+        result = await run(camcfg.target(dev))
+    finally:
+        task.cancel()
+    assert (result.success, result.reason) == (False, "timeout")
+    assert sample(result, "camnet_camera_onvif_up").value == 0
+    assert ticks > 0  # the loop kept running while the camera hung
+
+
+@pytest.mark.lab
+async def test_offline_is_unreachable(clean: Lab, camcfg: LoadedConfig) -> None:
+    dev = camcfg.device("cam-c")
+    assert dev is not None
+    clean.fault("cam-c", "offline")
+    result = await run(camcfg.target(dev))
+    assert (result.success, result.reason) == (False, "unreachable")
+
+
+# ---------------------------------------------------------------- broken peers (no lab)
+
+
+def captured(vendor: str, service: str, name: str) -> str:
+    return (CAPTURES / vendor / service / name).read_text(encoding="utf-8")
+
+
+@contextlib.asynccontextmanager
+async def soap_server(host: str, answer: Callable[[str], web.Response]
+                      ) -> AsyncIterator[None]:
+    """An HTTP server answering each SOAP POST with answer(operation)."""
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.text()
+        op = body.split("Body", 1)[1].split("<", 2)[1].split(">")[0].split(":")[-1].split()[0]
+        return answer(op)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 8080)
+    await site.start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+def soap(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, status=status, content_type="application/soap+xml")
+
+
+def clock_then(other: Callable[[str], web.Response]) -> Callable[[str], web.Response]:
+    def answer(op: str) -> web.Response:
+        if op == "GetSystemDateAndTime":
+            return soap(captured("hikvision", "core", "GetSystemDateAndTime.Response.xml"))
+        return other(op)
+    return answer
+
+
+async def test_soap_fault_is_a_fault_not_an_auth_failure() -> None:
+    fault = captured("axis", "core", "GetDot11Status.Error.xml")
+    async with soap_server("127.0.12.41", clock_then(lambda op: soap(fault, 500))):
+        result = await run(target("127.0.12.41"))
+    assert (result.success, result.reason) == (False, "fault")
+    assert not result.problems["auth_failed"]
+    # The captured clock is from 2018: the offset is measured, not assumed.
+    assert result.facts == {} or "clock_offset" not in result.facts
+
+
+async def test_recorded_not_authorized_fault_is_auth_failed() -> None:
+    fault = captured("axis", "core", "GetSystemUris.Error.xml")
+    async with soap_server("127.0.12.42", clock_then(lambda op: soap(fault, 400))):
+        result = await run(target("127.0.12.42"))
+    assert result.reason == "auth_failed" and result.problems["auth_failed"]
+
+
+async def test_plain_text_500_and_garbage_are_bad_replies() -> None:
+    async with soap_server("127.0.12.43", clock_then(
+            lambda op: web.Response(text="Internal Server Error", status=500))):
+        assert (await run(target("127.0.12.43"))).reason == "bad_reply"
+    async with soap_server("127.0.12.44", lambda op: soap("<<<not xml at all")):
+        assert (await run(target("127.0.12.44"))).reason == "bad_reply"
+
+
+async def test_silent_server_holds_the_deadline() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):  # accept, read, never answer, until the client leaves
+            pass
+
+    server = await asyncio.start_server(silent, "127.0.12.45", 8080)
+    try:
+        result = await run(target("127.0.12.45"))
+    finally:
+        server.close()
+    assert (result.success, result.reason) == (False, "timeout")
+
+
+async def test_closed_port_is_unreachable() -> None:
+    result = await run(target("127.0.12.46", port=9))
+    assert (result.success, result.reason) == (False, "unreachable")
+
+
+async def test_warm_up_parses_the_wsdls_once() -> None:
+    from onvif import client
+
+    await onvif.warm_up()
+    names = {Path(url).name for url in client._DOCUMENT_CACHE}
+    assert {"devicemgmt.wsdl", "media.wsdl", "events.wsdl"} <= names
