@@ -146,8 +146,13 @@ async def test_ap_checks(probers: dict[str, Any], monkeypatch: pytest.MonkeyPatc
     target = Target("ap-t-01", "ap", "127.0.15.2", {"ap": "ap-t-01"}, None, {"snmp_port": 1161})
     probers["table"]["snmp"] = "hang"
     report = await checks.check_device(target, ApProfile(kind="ap"), {}, budget=0.1)
+    # the AP verdict (probes/ap.py): SNMP silent but ping answering is degraded, not down
+    assert report.status == Status.WARNING
+    assert report.reasons == ["snmp: timeout (the AP answers ping)"]
+    probers["table"]["ping"] = "hang"
+    report = await checks.check_device(target, ApProfile(kind="ap"), {}, budget=0.1)
     assert report.status == Status.CRITICAL
-    assert report.reasons == ["snmp: timeout"]
+    assert report.results["ping"].reason == "timeout"
 
 
 def test_redact_url_userinfo_without_known_secret() -> None:
