@@ -142,9 +142,10 @@ async def test_wrong_password_backs_off_without_touching_the_camera(
         assert grab.problems["auth_failed"] and grab.reason == "auth_failed"
         assert proxy.connections == seen  # nobody knocked again
         # After the backoff, it tries again (once).
-        settings = SETTINGS.model_copy(update={"auth_backoff": 0.001})
+        settings = SETTINGS.model_copy(update={"auth_backoff": 0.05})
+        await asyncio.sleep(0.1)
         again = await run(t, state, settings)
-        assert again.reason == "auth_failed" and proxy.connections > seen
+        assert again.reason == "auth_failed" and proxy.connections > seen, again.message
     finally:
         server.close()
         await server.wait_closed()
@@ -158,7 +159,8 @@ async def test_auth_fault_then_recovery(clean: Lab, camcfg: LoadedConfig) -> Non
     clean.fault("cam-b", "auth")
     assert (await run(camcfg.target(dev), state)).reason == "auth_failed"
     clean.fault("cam-b", "ok")
-    settings = SETTINGS.model_copy(update={"auth_backoff": 0.001})
+    settings = SETTINGS.model_copy(update={"auth_backoff": 0.05})
+    await asyncio.sleep(0.1)
     result = await run(camcfg.target(dev), state, settings)
     assert result.success and not result.problems["auth_failed"]
 
