@@ -246,7 +246,18 @@ def ensure_clips(specs: list[ClipSpec], cache_dir: Path | None = None) -> dict[C
     workers = max(1, min(len(unique), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         clips = list(pool.map(lambda s: ensure_clip(s, cache_dir), unique))
+    _prune(cache_dir or default_cache_dir(), unique)
     return {c.spec: c for c in clips}
+
+
+def _prune(root: Path, specs: list[ClipSpec]) -> None:
+    """Remove older builds of these clips (same scene, size and variant, another hash)."""
+    current = {s.key() for s in specs}
+    for spec in specs:
+        prefix = f"{spec.scene}-{spec.width}x{spec.height}-{spec.variant}-"
+        for old in (root / "clips").glob(prefix + "*"):
+            if old.name not in current and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
 
 
 def all_specs(scene: str, width: int, height: int) -> list[ClipSpec]:
