@@ -1,0 +1,250 @@
+"""RTSP grabs: the deadline holds whatever the camera does, workers never leak or block the loop.
+
+Misbehaving peers on 127.0.12.50-59: a server that accepts and never answers, one that answers
+late, one that sends garbage, and a proxy in front of a real lab camera (GStreamer) that drops
+or stalls the session right after PLAY, i.e. mid-stream from the decoder's point of view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from monitor.config import LoadedConfig, OnvifAuth
+from probes import rtsp
+from probes.base import Credentials, Target
+from tests import test_camera
+from tests.lab_fixture import Lab
+from tests.test_camera import PASSWORD
+
+camlab, camcfg, clean, pool = (test_camera.camlab, test_camera.camcfg, test_camera.clean,
+                               test_camera.pool)
+DEADLINE_S = 2.5
+# The deadline is a correctness property: a grab returns by it (plus the time to kill and
+# report), never minutes later. The margin is generous on purpose; speed is measured in bench/.
+DEADLINE_SLACK_S = 1.5
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def tcp_server(host: str, port: int, handler: Handler) -> AsyncIterator[None]:
+    writers: set[asyncio.StreamWriter] = set()
+
+    async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.add(writer)
+        try:
+            await handler(reader, writer)
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(wrapped, host, port)
+    try:
+        yield
+    finally:
+        server.close()
+        for w in writers:
+            w.close()
+        await server.wait_closed()
+
+
+async def drain_until_eof(reader: asyncio.StreamReader) -> None:
+    while await reader.read(65536):
+        pass
+
+
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Accept, read, never answer, until the client leaves."""
+    await drain_until_eof(reader)
+
+
+async def grab_with_deadline(url: str) -> tuple[rtsp.GrabError | rtsp.Grab, float]:
+    """One grab; returns the outcome and how far past the deadline it came back."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE_S
+    try:
+        outcome: rtsp.GrabError | rtsp.Grab = await rtsp.get_pool().grab(url, deadline)
+    except rtsp.GrabError as e:
+        outcome = e
+    return outcome, loop.time() - deadline
+
+
+async def test_silent_server_holds_the_deadline(pool: Any) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.05)
+            ticks += 1
+
+    async with tcp_server("127.0.12.50", 8554, silent):
+        task = asyncio.create_task(ticker())
+        try:
+            outcome, late = await grab_with_deadline("rtsp://127.0.12.50:8554/live")
+        finally:
+            task.cancel()
+    assert isinstance(outcome, rtsp.GrabError) and outcome.reason == "timeout"
+    assert late < DEADLINE_SLACK_S
+    assert ticks > 10  # the event loop never waited on the decoder
+
+
+async def test_slow_server_holds_the_deadline(pool: Any) -> None:
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        await asyncio.sleep(30)
+        writer.write(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n")
+
+    async with tcp_server("127.0.12.51", 8554, slow):
+        outcome, late = await grab_with_deadline("rtsp://127.0.12.51:8554/live")
+    assert isinstance(outcome, rtsp.GrabError) and outcome.reason == "timeout"
+    assert late < DEADLINE_SLACK_S
+
+
+async def test_garbage_is_a_bad_reply(pool: Any) -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        writer.write(os.urandom(4096) + b"\r\n\r\n")
+        await writer.drain()
+        await drain_until_eof(reader)
+
+    async with tcp_server("127.0.12.52", 8554, garbage):
+        outcome, late = await grab_with_deadline("rtsp://127.0.12.52:8554/live")
+    assert isinstance(outcome, rtsp.GrabError)
+    assert rtsp.REASON_PROBLEM[outcome.reason] == "no_stream"
+    assert late < DEADLINE_SLACK_S
+
+
+def cut_after_play(mode: str, upstream: tuple[str, int]) -> Handler:
+    """A proxy that forwards the RTSP handshake, then drops or stalls at the first media byte."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_r, up_w = await asyncio.open_connection(*upstream)
+
+        async def client_to_server() -> None:
+            with contextlib.suppress(OSError):
+                while data := await reader.read(65536):
+                    up_w.write(data)
+                    await up_w.drain()
+
+        forward = asyncio.create_task(client_to_server())
+        seen = b""
+        try:
+            while data := await up_r.read(65536):
+                seen += data
+                # The PLAY answer carries RTP-Info; interleaved media ($...) follows it.
+                end = seen.find(b"\r\n\r\n", seen.find(b"RTP-Info")) if b"RTP-Info" in seen else -1
+                if end < 0:
+                    writer.write(data)
+                    await writer.drain()
+                    continue
+                keep = len(data) - (len(seen) - (end + 4))
+                writer.write(data[:keep])
+                await writer.drain()
+                if mode == "drop":
+                    return
+                await forward  # stall: keep the connection, send nothing, until the client goes
+                return
+        finally:
+            forward.cancel()
+            up_w.close()
+
+    return handler
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("mode", ["drop", "stall"])
+async def test_mid_stream_drop_and_stall_hold_the_deadline(
+        clean: Lab, pool: Any, mode: str) -> None:
+    cam = clean.camera("cam-d")  # anonymous RTSP
+    upstream = (cam["address"], int(cam["rtsp"].split("/")[2].rsplit(":", 1)[1]))
+    path = cam["rtsp"].split("/", 3)[3]
+    async with tcp_server("127.0.12.53", 8554, cut_after_play(mode, upstream)):
+        outcome, late = await grab_with_deadline(f"rtsp://127.0.12.53:8554/{path}")
+        assert isinstance(outcome, rtsp.GrabError), "a frame arrived through a cut session"
+        assert late < DEADLINE_SLACK_S
+        if mode == "stall":
+            assert outcome.reason == "timeout"
+    # The pool still works after the fault.
+    direct, _ = await grab_with_deadline(cam["rtsp"])
+    assert isinstance(direct, rtsp.Grab)
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("sig", [signal.SIGSTOP, signal.SIGKILL])
+async def test_hung_or_crashed_decoder_is_replaced(clean: Lab, pool: Any, sig: int) -> None:
+    """A decoder stuck in C (SIGSTOP) or crashing (SIGKILL) costs one grab, nothing more."""
+    p = rtsp.get_pool()
+    await p.start(1)
+    [pid] = p.worker_pids()
+    async with tcp_server("127.0.12.54", 8554, silent):
+        task = asyncio.create_task(grab_with_deadline("rtsp://127.0.12.54:8554/live"))
+        await asyncio.sleep(0.3)
+        os.kill(pid, sig)
+        outcome, late = await task
+    assert isinstance(outcome, rtsp.GrabError)
+    assert outcome.reason == ("timeout" if sig == signal.SIGSTOP else "decoder_crashed")
+    assert late < DEADLINE_SLACK_S
+    await asyncio.sleep(0.2)  # the background reaper
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped: no zombie, no orphan
+    ok, _ = await grab_with_deadline(clean.camera("cam-d")["rtsp"])
+    assert isinstance(ok, rtsp.Grab)
+    assert pid not in p.worker_pids()
+
+
+@pytest.mark.lab
+async def test_concurrent_grabs_share_the_pool(clean: Lab, camcfg: LoadedConfig,
+                                               pool: Any) -> None:
+    urls = [test_camera.url(clean, cid) for cid in test_camera.CAMERAS]
+    outcomes = await asyncio.gather(*(grab_with_deadline(u) for u in urls))
+    sizes = {(o.header["width"], o.header["height"]) for o, _ in outcomes
+             if isinstance(o, rtsp.Grab)}
+    assert sizes == {(1280, 720), (1920, 1080), (640, 360)}
+    assert len(rtsp.get_pool().worker_pids()) <= rtsp.get_pool().size
+    pids = rtsp.get_pool().worker_pids()
+    await rtsp.shutdown()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def lab_target(lab: Lab, cid: str, password: str) -> Target:
+    cam = lab.camera(cid)
+    auth = Credentials(OnvifAuth(type="onvif", username="admin"),
+                       {"password": SecretStr(password), "rtsp_password": None})
+    return Target(cid, "camera", cam["address"], {"camera": cid}, auth,
+                  {"onvif_port": 8080, "rtsp_url": cam["rtsp"], "snapshot_url": None})
+
+
+@pytest.mark.lab
+async def test_rtsp_digest_and_no_secret_in_results(clean: Lab, pool: Any) -> None:
+    loop = asyncio.get_running_loop()
+    settings = rtsp.RtspSettings()
+    good = await rtsp.probe_rtsp(lab_target(clean, "cam-a", PASSWORD), settings, {},
+                                 loop.time() + 5)
+    assert good.success and good.facts["codec"] == "h264"
+    assert "@" not in good.facts["stream_uri"]
+    bad = await rtsp.probe_rtsp(lab_target(clean, "cam-a", "wrong-pw-xyz"), settings, {},
+                                loop.time() + 5)
+    assert (bad.success, bad.reason, bad.problems["auth_failed"]) == (False, "auth_failed", True)
+    for r in (good, bad):
+        assert PASSWORD not in repr(r) and "wrong-pw-xyz" not in repr(r)
+
+
+def test_redact_and_credentials() -> None:
+    assert rtsp.redact("rtsp://u:p%40ss@10.0.0.1:554/a?b=c") == "rtsp://10.0.0.1:554/a?b=c"
+    assert rtsp.redact("rtsp://[::1]:554/x") == "rtsp://[::1]:554/x"
+    auth = Credentials(OnvifAuth(type="onvif", username="ad min", rtsp_username="viewer"),
+                       {"password": SecretStr("p@ss:/"), "rtsp_password": None})
+    t = Target("c", "camera", "127.0.0.1", {}, auth, {})
+    assert rtsp.with_credentials("rtsp://127.0.0.1/x", t) == "rtsp://viewer:p%40ss%3A%2F@127.0.0.1/x"
