@@ -84,7 +84,7 @@ def exporter_config(max_repetitions: int) -> str:
               f" oid: {m.IF_NAME}, type: DisplayString}}]\n")
     out = ["camnet:\n", "  version: 2\n", f"  max_repetitions: {max_repetitions}\n",
            "  retries: 1\n", "  timeout: 5s\n", "  auth: {community: public}\n",
-           "  get:\n"] + [f"    - {o}\n" for o in SCALARS] + ["  walk:\n"]
+           "  get:\n"] + [f"    - {o}\n" for o in m.GENERIC_SCALARS] + ["  walk:\n"]
     out += [f"    - {c}\n" for c in m.GENERIC_COLUMNS]
     out.append("  metrics:\n")
     for name, oid in (("sysUpTime", m.SYS_UPTIME), ("hrSystemUptime", m.HR_SYSTEM_UPTIME)):

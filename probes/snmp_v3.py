@@ -8,6 +8,7 @@ walks stay shared code.
 from __future__ import annotations
 
 import asyncio
+import socket
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +41,7 @@ from probes.snmp_ber import (
     oid_tuple,
 )
 from probes.snmp_client import (
+    RECEIVE_BUFFER,
     SnmpAuthError,
     SnmpBadReply,
     SnmpTimeout,
@@ -93,6 +95,24 @@ def _engine() -> Any:
     if engine is None:
         engine = _ENGINES[loop] = hl.SnmpEngine()
     return engine
+
+
+_GROWN: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _grow_receive_buffer(engine: Any) -> None:
+    """pysnmp's one socket overflowed its default buffer at 100 devices: grow it like ours."""
+    dispatcher = engine.transport_dispatcher
+    for domain in ((1, 3, 6, 1, 6, 1, 1), (1, 3, 6, 1, 2, 1, 100, 1, 2)):  # UDP/IPv4, UDP/IPv6
+        try:
+            carrier = dispatcher.get_transport(domain)
+        except Exception:  # pysnmp raises its own error for "no such transport"
+            continue
+        transport = getattr(carrier, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            _GROWN.add(engine)
 
 
 def close_engines() -> None:
@@ -190,6 +210,8 @@ class PysnmpSession:
             else:
                 raise ValueError(f"unsupported PDU type 0x{pdu_type:02x}")
         indication, status, index, var_binds = ret
+        if engine not in _GROWN:
+            _grow_receive_buffer(engine)
         if indication:
             kind = type(indication).__name__
             if kind in AUTH_INDICATIONS:
