@@ -109,7 +109,11 @@ def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
     try:
         # PyAV's own timeout drives FFmpeg's interrupt callback: enough for a refused or silent
         # open; a stall that defeats it is the parent's business (it kills this process).
-        container = av.open(request["url"], options=options, timeout=(timeout, timeout))
+        # skip_frame=all while probing: avformat_find_stream_info would otherwise decode the
+        # first keyframe just to learn its pixel format, and we decode it again (halves the
+        # CPU of a 1080p grab); the SDP's SPS already gives codec and size.
+        container = av.open(request["url"], options=options, timeout=(timeout, timeout),
+                            stream_options=[{"skip_frame": "all", "threads": "1"}])  # type: ignore[list-item]
     except Exception as exc:
         header.update(reason=_reason(exc, started, timeout), message=describe(exc), stage="open")
         return header, b"", b""

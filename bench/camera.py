@@ -1,0 +1,232 @@
+"""Benchmark: CPU and wall time of one full camera check (ONVIF + RTSP grab + picture checks)
+against `ffmpeg -rtsp_transport tcp -i URL -frames:v 1 -f null -` (the grab alone), on the same
+lab streams in the same run, at 640x360, 1280x720 and 1920x1080; and memory over many grabs.
+
+    python bench/camera.py                  # table, 20 rounds per size
+    python bench/camera.py --rounds 50
+    python bench/camera.py --memory 2000    # RSS of camnet and its grab workers over 2,000 grabs
+
+It starts a private lab on 127.0.12.21-24 (control 127.0.12.252:9839) unless --config points
+at a running one. camnet's CPU = this process + its grab workers (from /proc); ffmpeg's = the
+child's rusage. Targets (issue #5): CPU ≤ 0.1 × ffmpeg's; wall ≤ one keyframe interval + 0.3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lab import clips  # noqa: E402
+from monitor.config import LoadedConfig, load_config  # noqa: E402
+from probes import onvif, rtsp  # noqa: E402
+from tests.lab_fixture import Lab, start_lab, stop_lab  # noqa: E402
+
+CONTROL = "127.0.12.252:9839"
+ADDRESSES = [f"127.0.12.{21 + i}" for i in range(4)]  # positions 0-3: 720p, 1080p, 720p, 360p
+SIZES = {"640x360": "bench-3", "1280x720": "bench-0", "1920x1080": "bench-1"}
+PASSWORD = "bench-camera-pw-1"
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def write_config(tmp: Path) -> Path:
+    (tmp / "secrets").mkdir(exist_ok=True)
+    (tmp / "secrets" / "cam.password").write_text(PASSWORD + "\n")
+    cams = "\n".join(f"  - {{id: bench-{i}, site: s1, address: {a}}}"
+                     for i, a in enumerate(ADDRESSES))
+    path = tmp / "camnet.yaml"
+    path.write_text(f"""
+defaults: {{camera_auth: cam, onvif_port: 8080}}
+communes: [{{id: daron, name: "Đạ Ròn"}}]
+sites: [{{id: s1, commune: daron, name: "Bench"}}]
+auths:
+  cam: {{type: onvif, username: admin, password_file: secrets/cam.password}}
+cameras:
+{cams}
+""")
+    return path
+
+
+def proc_cpu(pid: int) -> float:
+    """utime + stime of a live process, seconds (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def proc_rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+    except OSError:
+        return 0
+
+
+def camnet_cpu() -> tuple[float, float]:
+    """CPU seconds of (this process, every live grab worker)."""
+    return time.process_time(), sum(proc_cpu(p) for p in rtsp.get_pool().worker_pids())
+
+
+def ffmpeg_grab(url: str) -> tuple[float, float, bool]:
+    """(cpu s, wall s, ok) of one ffmpeg CLI grab."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-timeout", "10000000",
+         "-i", url, "-frames:v", "1", "-f", "null", "-"],
+        capture_output=True, timeout=60, check=False)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, wall, proc.returncode == 0
+
+
+def rtsp_url(lab: Lab, cid: str) -> str:
+    cam = lab.camera(cid)
+    url = str(cam["rtsp"])
+    if cam["rtsp_auth"]:
+        url = url.replace("rtsp://", f"rtsp://admin:{PASSWORD}@", 1)
+    return url
+
+
+async def full_check(cfg: LoadedConfig, cid: str, state: dict[str, Any]
+                     ) -> tuple[float, float, bool, float, float]:
+    """(cpu s, wall s, ok, ttff s, worker cpu s) of one camnet camera check."""
+    dev = cfg.device(cid)
+    assert dev is not None
+    target, profile = cfg.target(dev), cfg.profile_for(dev)
+    loop = asyncio.get_running_loop()
+    cpu0, t0 = camnet_cpu(), time.monotonic()
+    o = await onvif.probe_onvif(target, profile.onvif, state, loop.time() + 10)
+    r = await rtsp.probe_rtsp(target, profile.rtsp, state, loop.time() + 10)
+    wall = time.monotonic() - t0
+    cpu1 = camnet_cpu()
+    worker = cpu1[1] - cpu0[1]
+    cpu = cpu1[0] - cpu0[0] + worker
+    return (cpu, wall, o.success and r.success, float(r.facts.get("time_to_first_frame") or 0),
+            worker)
+
+
+async def bench(lab: Lab, cfg: LoadedConfig, rounds: int) -> None:
+    await onvif.warm_up()
+    await rtsp.warm_up(workers=1, size=2)
+    states: dict[str, dict[str, Any]] = {cid: {} for cid in SIZES.values()}
+    for cid in SIZES.values():  # first contact: stream URI via ONVIF, baselines
+        await full_check(cfg, cid, states[cid])
+    rows = []
+    keyframe_s = clips.KEYFRAME_INTERVAL / clips.FPS
+    for size, cid in SIZES.items():
+        cam: list[tuple[float, float, bool, float, float]] = []
+        ff: list[tuple[float, float, bool]] = []
+        url = rtsp_url(lab, cid)
+        for _ in range(rounds):  # interleaved: both see the same streams at the same time
+            cam.append(await full_check(cfg, cid, states[cid]))
+            ff.append(await asyncio.to_thread(ffmpeg_grab, url))
+        c_cpu = statistics.mean(x[0] for x in cam)
+        f_cpu = statistics.mean(x[0] for x in ff)
+        c_wall = statistics.mean(x[1] for x in cam)
+        f_wall = statistics.mean(x[1] for x in ff)
+        c_wall_max = max(x[1] for x in cam)
+        ttff = statistics.mean(x[3] for x in cam)
+        worker = statistics.mean(x[4] for x in cam)
+        fails = sum(not x[2] for x in cam) + sum(not x[2] for x in ff)
+        rows.append((size, c_cpu, worker, f_cpu, c_cpu / f_cpu, c_wall, c_wall_max, f_wall, ttff,
+                     fails))
+    print(f"rounds per size: {rounds}; keyframe interval of the lab clips: {keyframe_s:g} s; "
+          f"wall target ≤ {keyframe_s + 0.3:g} s; CPU target ratio ≤ 0.10")
+    print(f"{'size':>10} | {'camnet cpu s':>12} | {'of it decoder':>13} | {'ffmpeg cpu s':>12} | "
+          f"{'ratio':>6} | {'camnet wall s':>13} | {'max':>6} | {'ffmpeg wall s':>13} | "
+          f"{'ttff s':>6} | fails")
+    for size, c_cpu, worker, f_cpu, ratio, c_wall, c_max, f_wall, ttff, fails in rows:
+        print(f"{size:>10} | {c_cpu:12.4f} | {worker:13.4f} | {f_cpu:12.4f} | {ratio:6.3f} | "
+              f"{c_wall:13.3f} | {c_max:6.3f} | {f_wall:13.3f} | {ttff:6.3f} | {fails}")
+    await rtsp.shutdown()
+
+
+async def memory(lab: Lab, grabs: int) -> None:
+    """Sequential grabs through one worker (no recycling), with error paths mixed in: every
+    20th grab is refused, every 50th hits a silent server and its worker is killed."""
+    rtsp.MAX_GRABS_PER_WORKER = 10**9  # show the worker itself stays flat
+    await rtsp.warm_up(workers=1, size=1)
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.12.29", 8554)
+    url = rtsp_url(lab, SIZES["640x360"])
+    loop = asyncio.get_running_loop()
+    me = os.getpid()
+    outcomes: dict[str, int] = {}
+    print(f"{'grabs':>6} | {'camnet rss MB':>13} | {'worker rss MB':>13} | {'fds':>4} | "
+          f"{'children':>8} | outcomes")
+    for i in range(1, grabs + 1):
+        if i % 50 == 0:
+            target, budget = "rtsp://127.0.12.29:8554/x", 0.6
+        elif i % 20 == 0:
+            target, budget = "rtsp://127.0.12.29:9/x", 2.0
+        else:
+            target, budget = url, 5.0
+        try:
+            await rtsp.get_pool().grab(target, loop.time() + budget)
+            key = "ok"
+        except rtsp.GrabError as e:
+            key = e.reason
+        outcomes[key] = outcomes.get(key, 0) + 1
+        if i % 200 == 0 or i == 1:
+            await asyncio.sleep(0.1)  # let the reaper finish
+            workers = rtsp.get_pool().worker_pids()
+            children = len([p for p in os.listdir("/proc") if p.isdigit()
+                            and _ppid(int(p)) == me])
+            print(f"{i:6d} | {proc_rss(me) / 2**20:13.1f} | "
+                  f"{sum(proc_rss(p) for p in workers) / 2**20:13.1f} | "
+                  f"{len(os.listdir('/proc/self/fd')):4d} | {children:8d} | {outcomes}",
+                  flush=True)
+    server.close()
+    await rtsp.shutdown()
+
+
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--memory", type=int, default=0, help="run N grabs and print RSS")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="camnet-bench-") as tmp:
+        lab = start_lab(write_config(Path(tmp)), CONTROL, Path(tmp) / "lab")
+        try:
+            cfg = load_config(lab.config_path)
+            if args.memory:
+                asyncio.run(memory(lab, args.memory))
+            else:
+                asyncio.run(bench(lab, cfg, args.rounds))
+        finally:
+            stop_lab(lab)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
