@@ -24,6 +24,7 @@ from probes.snmp_ber import (
 from probes.snmp_client import (
     CommunitySession,
     Session,
+    SnmpAgentError,
     SnmpError,
     SnmpNoSuchObject,
     SnmpWalkError,
@@ -212,12 +213,22 @@ async def _poll(session: Session, target: Target, settings: SnmpSettings, state:
     columns = m.GENERIC_COLUMNS + [c for c in module.walk_columns() if c not in m.GENERIC_COLUMNS]
     prefixes = [_enc(c) for c in columns]
     reason = ""
-    sizes_key = (module.name, settings.bulk)
+    bulk = settings.bulk and module.bulk and not state.get("bulk_broken")
+    sizes_key = (module.name, bulk)
     previous = state.get("table_rows")
     expected = previous[1] if previous is not None and previous[0] == sizes_key else None
+    repetitions = module.max_repetitions or settings.max_repetitions
     try:
-        walked = await walk(session, prefixes, module.max_repetitions or settings.max_repetitions,
-                            settings.bulk and module.bulk, expected)
+        try:
+            walked = await walk(session, prefixes, repetitions, bulk, expected)
+        except SnmpAgentError as exc:
+            if not bulk or session.version == VERSION_1:
+                raise
+            # Some agents answer GETBULK with an error-status: walk them with GETNEXT from now on.
+            result.debug(f"GETBULK failed ({exc}); using GETNEXT for this device")
+            state["bulk_broken"] = True
+            sizes_key = (module.name, False)
+            walked = await walk(session, prefixes, repetitions, False, None)
         state["table_rows"] = (sizes_key, [len(rows) for rows in walked])
     except SnmpWalkError as exc:
         # Keep what the system group gave; the walk result is incomplete.

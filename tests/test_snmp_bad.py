@@ -316,3 +316,25 @@ async def test_one_request_in_flight_per_device(responder: Responder) -> None:
     assert all(r.success for r in results), [r.message for r in results]
     assert responder.max_outstanding == 1  # four checks at once, still one request at a time
     assert responder.requests >= 4 * 3
+
+
+async def test_broken_getbulk_falls_back_to_getnext(responder: Responder) -> None:
+    def no_bulk(raw: bytes, req: Any) -> bytes:
+        if req.pdu_type != GET_BULK_REQUEST:
+            return raw
+        resp = decode_message(raw)
+        return encode_response(resp.version, resp.community, resp.request_id,
+                               list(req.varbinds), error_status=5, error_index=1)
+
+    responder.mangle = no_bulk
+    state: dict[str, Any] = {}
+    loop = asyncio.get_running_loop()
+    settings = SnmpSettings(request_timeout=0.5)
+    first = await probe_snmp(_target(), settings, state, loop.time() + 10)
+    assert first.success, first.message
+    assert [i["name"] for i in first.facts["interfaces"]] == ["eth1", "eth2"]
+    assert state["bulk_broken"] is True
+    requests = responder.requests
+    second = await probe_snmp(_target(), settings, state, loop.time() + 10)
+    assert second.success
+    assert second.facts["requests"] == responder.requests - requests  # no GETBULK tried again
