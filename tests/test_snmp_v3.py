@@ -21,6 +21,7 @@ from probes.snmp_v3 import close_engines
 
 HOST = "127.0.11.20"
 PORT = 1161
+PORT6 = 16161  # on ::1 (IPv6 loopback)
 AUTH_PASS = "camnet-auth-pass"
 PRIV_PASS = "camnet-priv-pass"
 
@@ -43,7 +44,8 @@ def _user(auth: str, priv: str) -> str:
 def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Debian snmpd with one v3 user per protocol pair, plus noAuth and authNoPriv users."""
     work = tmp_path_factory.mktemp("snmpd-v3")
-    lines = [f"agentaddress udp:{HOST}:{PORT}", "rocommunity public 127.0.0.0/8"]
+    lines = [f"agentaddress udp:{HOST}:{PORT},udp6:[::1]:{PORT6}", "rocommunity public 127.0.0.0/8",
+             "rocommunity6 public ::1/128"]
     for (auth, priv), (n_auth, n_priv) in COMBOS.items():
         user = _user(auth, priv)
         lines += [f'createUser {user} {n_auth} "{AUTH_PASS}" {n_priv} "{PRIV_PASS}"',
@@ -129,3 +131,12 @@ async def test_wrong_community_is_timeout(snmpd: Path) -> None:
     result = await _probe(_target(version="2c", community="not-public"))
     assert result.reason == "timeout"
     assert "not-public" not in result.message
+
+
+async def test_ipv6_agent(snmpd: Path) -> None:
+    target = _target(version="2c", community="public")
+    target.address = "::1"
+    target.options["snmp_port"] = PORT6
+    result = await _probe(target)
+    assert result.success, result.message
+    assert result.facts["interfaces"]
