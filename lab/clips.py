@@ -12,6 +12,7 @@ keyframe, raw Annex-B (`clip.h264`), plus a JPEG of one frame (`snapshot.jpg`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
@@ -33,7 +34,7 @@ VARIANTS = ("ok", "black", "frozen", "blurred", "moved", "dark")
 SCENES = ("fractal", "meadow", "market", "pattern")
 RESOLUTIONS = ((640, 360), (1280, 720), (1920, 1080))
 # Bump when a filter below changes, so cached clips are rebuilt.
-GENERATOR_VERSION = "8"
+GENERATOR_VERSION = "9"
 FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf",
     "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
@@ -152,7 +153,7 @@ def _variant_filter(spec: ClipSpec) -> str:
 
 
 def _graph(spec: ClipSpec) -> str:
-    """The whole filter graph: background, moving element, camera fault, clock."""
+    """The filter graph on the still background (input 0): moving element, fault, clock."""
     w, h = spec.width, spec.height
     font = _font()
     fontfile = f"fontfile={font}:" if font else ""
@@ -163,9 +164,39 @@ def _graph(spec: ClipSpec) -> str:
               f"[bg][obj]overlay=x='mod(t*{w}/{DURATION_S},{w})':y={int(h * 0.62)}:shortest=1")
     clock = (f"drawtext={fontfile}text='%{{pts\\:hms}}':x={clock_size // 2}:y={clock_size // 2}:"
              f"fontsize={clock_size}:fontcolor=white:box=1:boxcolor=black@0.5")
-    return (f"{_scene_source(spec)},trim=start_frame=60,setpts=PTS-STARTPTS,"
-            f"trim=end_frame=1,{_buildings(spec)},loop=loop=-1:size=1,fps={FPS},format=rgb24[bg];"
+    # The still is decoded once and looped inside the graph (`-loop 1` on the input would
+    # decode the PNG again for every frame: most of the encoding time).
+    return (f"[0:v]format=rgb24,{_buildings(spec)},loop=loop=-1:size=1,"
+            f"setpts=N/{FPS}/TB,format=rgb24[bg];"
             f"{moving},{_variant_filter(spec)},{clock},format=yuv420p")
+
+
+def background(spec: ClipSpec, root: Path) -> Path:
+    """The still background of a scene at a size (frame 60 of its generator), cached as PNG.
+
+    Rendering a generator (mandelbrot above all) costs more than encoding a clip, so it is done
+    once per scene and size instead of once per variant.
+    """
+    source = _scene_source(spec)
+    digest = hashlib.sha256(f"{GENERATOR_VERSION}|{source}".encode()).hexdigest()[:16]
+    path = root / "backgrounds" / f"{spec.scene}-{spec.width}x{spec.height}-{digest}.png"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        _run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+              f"{source},trim=start_frame=60", "-frames:v", "1", tmp_name])
+        os.replace(tmp_name, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+    return path
+
+
+def _inputs(spec: ClipSpec, root: Path) -> list[str]:
+    return ["-i", str(background(spec, root))]
 
 
 def _encoder_args() -> list[str]:
@@ -189,7 +220,7 @@ def _run(cmd: list[str]) -> None:
         raise ClipError(f"ffmpeg failed: {proc.stderr.strip()[-800:]}")
 
 
-def _build(spec: ClipSpec, out_dir: Path) -> None:
+def _build(spec: ClipSpec, out_dir: Path, root: Path) -> None:
     """Encode one clip and its snapshot into out_dir."""
     h264 = out_dir / "clip.h264"
     base = ["ffmpeg", "-nostdin", "-v", "error", "-y"]
@@ -198,7 +229,8 @@ def _build(spec: ClipSpec, out_dir: Path) -> None:
         # unchanged for the whole clip (the clock stops too).
         ok = ClipSpec(spec.scene, spec.width, spec.height, "ok")
         still = out_dir / "still.png"
-        _run([*base, "-f", "lavfi", "-i", _graph(ok), "-frames:v", "1", str(still)])
+        _run([*base, *_inputs(ok, root), "-filter_complex", _graph(ok), "-frames:v", "1",
+              str(still)])
         # One GOP at a constant quantiser, looped: every keyframe is the same bytes, so each
         # decoded frame is bit-identical (x264's rate control would vary keyframe quality).
         args = _encoder_args()
@@ -207,8 +239,8 @@ def _build(spec: ClipSpec, out_dir: Path) -> None:
               "-frames:v", str(KEYFRAME_INTERVAL), "-vf", "format=yuv420p", *args, str(h264)])
         still.unlink()
     else:
-        _run([*base, "-f", "lavfi", "-i", _graph(spec), "-t", str(DURATION_S),
-              *_encoder_args(), str(h264)])
+        _run([*base, *_inputs(spec, root), "-filter_complex", _graph(spec),
+              "-t", str(DURATION_S), *_encoder_args(), str(h264)])
     # The snapshot shows the picture two seconds in (the moving element mid-frame).
     frame = 0 if spec.variant == "frozen" else 2 * FPS
     _run([*base, "-i", str(h264), "-vf", f"select=eq(n\\,{frame})", "-frames:v", "1",
@@ -229,7 +261,7 @@ def ensure_clip(spec: ClipSpec, cache_dir: Path | None = None) -> Clip:
         shutil.rmtree(final, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.key()}.", dir=root / "clips"))
     try:
-        _build(spec, tmp)
+        _build(spec, tmp, root)
         try:
             tmp.rename(final)
         except OSError:
@@ -244,9 +276,13 @@ def ensure_clips(specs: list[ClipSpec], cache_dir: Path | None = None) -> dict[C
     """Every clip in specs, encoding the missing ones in parallel (one ffmpeg per core)."""
     unique = list(dict.fromkeys(specs))
     workers = max(1, min(len(unique), os.cpu_count() or 1))
+    root = cache_dir or default_cache_dir()
     with ThreadPoolExecutor(max_workers=workers) as pool:
+        missing = [s for s in unique if not (root / "clips" / s.key() / "snapshot.jpg").exists()]
+        scenes = {ClipSpec(s.scene, s.width, s.height, "ok"): None for s in missing}
+        list(pool.map(lambda s: background(s, root), scenes))
         clips = list(pool.map(lambda s: ensure_clip(s, cache_dir), unique))
-    _prune(cache_dir or default_cache_dir(), unique)
+    _prune(root, unique)
     return {c.spec: c for c in clips}
 
 
