@@ -77,13 +77,20 @@ def override_lines(recording: str) -> list[str]:
     return lines
 
 
-def exporter_config(max_repetitions: int) -> str:
+V3_USER, V3_AUTH, V3_PRIV = "bench", "bench-auth-pass", "bench-priv-pass"
+
+
+def exporter_config(max_repetitions: int, v3: bool = False) -> str:
     """The same OIDs for prometheus-snmp-exporter 0.21 (old format, numeric OIDs)."""
+    auth = (f"  version: 3\n  auth: {{security_level: authPriv, username: {V3_USER}, "
+            f"password: {V3_AUTH}, auth_protocol: SHA, priv_protocol: AES, "
+            f"priv_password: {V3_PRIV}}}\n" if v3 else
+            "  version: 2\n  auth: {community: public}\n")
     if_index = "      indexes: [{labelname: ifIndex, type: gauge}]\n"
     lookup = ("      lookups: [{labels: [ifIndex], labelname: ifName,"
               f" oid: {m.IF_NAME}, type: DisplayString}}]\n")
-    out = ["camnet:\n", "  version: 2\n", f"  max_repetitions: {max_repetitions}\n",
-           "  retries: 1\n", "  timeout: 5s\n", "  auth: {community: public}\n",
+    out = ["camnet:\n", auth, f"  max_repetitions: {max_repetitions}\n",
+           "  retries: 1\n", "  timeout: 5s\n",
            "  get:\n"] + [f"    - {o}\n" for o in m.GENERIC_SCALARS] + ["  walk:\n"]
     out += [f"    - {c}\n" for c in m.GENERIC_COLUMNS]
     out.append("  metrics:\n")
@@ -132,9 +139,16 @@ class ResultsCollector:
         yield from families.values()
 
 
-def target(i: int) -> Target:
+def target(i: int, v3: bool = False) -> Target:
     """The bench target for device i."""
-    creds = Credentials(SnmpAuth(type="snmp", version="2c"), {"community": SecretStr("public")})
+    if v3:
+        creds = Credentials(
+            SnmpAuth(type="snmp", version="3", username=V3_USER, security_level="authPriv",
+                     auth_protocol="SHA", priv_protocol="AES"),
+            {"auth_password": SecretStr(V3_AUTH), "priv_password": SecretStr(V3_PRIV)})
+    else:
+        creds = Credentials(SnmpAuth(type="snmp", version="2c"),
+                            {"community": SecretStr("public")})
     labels = {"commune": "daron", "site": f"daron-{i:02d}", "ap": f"ap-daron-{i:02d}",
               "operator": "VNPT"}  # what LoadedConfig.target() gives a real AP
     return Target(f"ap-daron-{i:02d}", "ap", f"{BASE}{FIRST_HOST + i}", labels, creds,
@@ -142,9 +156,9 @@ def target(i: int) -> Target:
 
 
 async def camnet_run(devices: int, rounds: int, settings: SnmpSettings, freeze: bool = False,
-                     render: str = "daemon") -> tuple[float, int, int]:
+                     render: str = "daemon", v3: bool = False) -> tuple[float, int, int]:
     """CPU seconds of `rounds` polls of every device + one render per round; bytes, varbinds."""
-    targets = [target(i) for i in range(devices)]
+    targets = [target(i, v3) for i in range(devices)]
     states: list[dict[str, Any]] = [{} for _ in targets]
     results: dict[str, CheckResult] = {}
     registry = CollectorRegistry()
@@ -183,6 +197,10 @@ async def camnet_run(devices: int, rounds: int, settings: SnmpSettings, freeze: 
         size += len(generate_latest(registry))
     cpu = time.process_time() - cpu0
     close_managers()
+    if v3 or settings.mode == "pysnmp":
+        from probes.snmp_v3 import close_engines
+
+        close_engines()
     return cpu, size // rounds, varbinds
 
 
@@ -238,6 +256,8 @@ def main() -> None:
     ap.add_argument("--pysnmp", action="store_true", help="also measure camnet's pysnmp mode")
     ap.add_argument("--render", choices=("daemon", "bench"), default="daemon",
                     help="daemon: monitor.exporter's DeviceCollector; bench: the lean collector here")
+    ap.add_argument("--v3", action="store_true",
+                    help="SNMPv3 authPriv (SHA/AES) for both: camnet goes through pysnmp")
     ap.add_argument("--gc-freeze", action="store_true",
                     help="gc.freeze() after the warm-up poll (a daemon start-up setting)")
     args = ap.parse_args()
@@ -250,6 +270,8 @@ def main() -> None:
         conf = work / "snmpd.conf"
         lines = override_lines(args.recording)
         conf.write_text(f"agentaddress {addresses}\nrocommunity public 127.0.0.0/8\n"
+                        f'createUser {V3_USER} SHA "{V3_AUTH}" AES "{V3_PRIV}"\n'
+                        f"rouser {V3_USER} priv\n"
                         + "\n".join(lines) + "\n")
         env = dict(os.environ, SNMP_PERSISTENT_DIR=str(work / "persist"))
         # Without these modules snmpd serves only the recording's interfaces and system group.
@@ -257,7 +279,7 @@ def main() -> None:
             ["/usr/sbin/snmpd", "-f", "-Lf", str(work / "snmpd.log"), "-C", "-c", str(conf),
              "-I", "-smux,ifTable,ifXTable,interface,hr_system,hrh_storage,hr_proc,hr_device,"
              "memory,system_mib", "-p", str(work / "snmpd.pid")], env=env))
-        (work / "exporter.yml").write_text(exporter_config(args.max_repetitions))
+        (work / "exporter.yml").write_text(exporter_config(args.max_repetitions, args.v3))
         procs.append(subprocess.Popen(
             ["prometheus-snmp-exporter", f"--config.file={work / 'exporter.yml'}",
              f"--web.listen-address={EXPORTER}", "--log.level=error"],
@@ -273,7 +295,7 @@ def main() -> None:
         for n in counts:
             rounds = max(5, args.polls // n)
             cpu_c, _, varbinds = asyncio.run(camnet_run(n, rounds, settings, args.gc_freeze,
-                                                         args.render))
+                                                         args.render, args.v3))
             per_poll = varbinds / (rounds * n)
             cpu_e, _ = exporter_run(procs[1].pid, n, rounds)
             c1k = cpu_c / varbinds * 1000
