@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor import logs
 from probes import CHECKS_BY_KIND, PROBERS, VERDICTS
-from probes.base import CheckResult, Sample, Status, Target
+from probes.base import CheckResult, Prober, Sample, Status, Target
 
 # rtsp needs the stream URI that ONVIF finds (GetStreamUri) when the config gives none, so on a
 # one-shot check it starts once ONVIF is done; every other check starts at once.
@@ -19,8 +19,6 @@ RUN_AFTER: dict[str, str] = {"rtsp": "onvif"}
 # buggy prober cannot hold up the answer.
 OVERRUN_GRACE = 1.0
 
-SECRET_MASK = "<secret>"
-_URL_USERINFO_RE = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
 @dataclass
@@ -65,9 +63,7 @@ def secret_values(target: Target) -> list[str]:
 
 def redact(text: str, secrets: list[str]) -> str:
     """Mask secrets and URL credentials (`rtsp://user:pw@host`) in a text."""
-    for value in secrets:
-        text = text.replace(value, SECRET_MASK)
-    return _URL_USERINFO_RE.sub(lambda m: f"{m.group('scheme')}{SECRET_MASK}@", text)
+    return logs.redact(text, secrets)
 
 
 def _redact_value(value: Any, secrets: list[str]) -> Any:
@@ -80,7 +76,7 @@ def _redact_value(value: Any, secrets: list[str]) -> Any:
     return value
 
 
-def _scrub(result: CheckResult, secrets: list[str]) -> None:
+def scrub(result: CheckResult, secrets: list[str]) -> None:
     """Mask secrets in everything of a result that is shown or exported as text."""
     result.reason = redact(result.reason, secrets)
     result.message = redact(result.message, secrets)
@@ -90,14 +86,19 @@ def _scrub(result: CheckResult, secrets: list[str]) -> None:
         sample.labels = {k: redact(v, secrets) for k, v in sample.labels.items()}
 
 
-async def _run_one(
-    check: str, target: Target, settings: Any, state: dict[str, Any], deadline: float
+async def run_check(
+    prober: Prober, check: str, target: Target, settings: Any, state: dict[str, Any], deadline: float
 ) -> CheckResult:
-    """One prober under its deadline; a prober bug becomes a failed result, not an exception."""
+    """One prober under its deadline (enforced from outside too); never raises but cancellation.
+
+    A prober bug becomes a failed result with reason `internal_error`, not an exception, and
+    secrets are masked in everything the result carries. The daemon and `camnet probe` both
+    run checks through here.
+    """
     started = time.time()
     try:
         async with asyncio.timeout_at(deadline + OVERRUN_GRACE):
-            result = await PROBERS[check](target, settings, state, deadline)
+            result = await prober(target, settings, state, deadline)
     except TimeoutError:
         result = CheckResult(check, False, reason="timeout",
                              message=f"{check} did not finish before its deadline", started=started)
@@ -109,6 +110,7 @@ async def _run_one(
         result.debug(f"internal error: {type(e).__name__}: {e}")
     if not result.duration:
         result.duration = time.time() - started
+    scrub(result, secret_values(target))
     return result
 
 
@@ -156,7 +158,9 @@ async def check_device(
                     # ONVIF hangs still has its RTSP tried within the budget
                     left /= 2
                 deadline = min(deadline, now + left)
-            results[check] = await _run_one(check, target, settings_used[check], state, deadline)
+            results[check] = await run_check(
+                PROBERS[check], check, target, settings_used[check], state, deadline
+            )
         finally:
             done[check].set()
 
@@ -180,7 +184,7 @@ def build_report(
     ordered = {c: results[c] for c in checks if c in results}
     secrets = secret_values(target)
     for result in ordered.values():
-        _scrub(result, secrets)
+        scrub(result, secrets)
     status, reasons, samples = VERDICTS[target.kind](ordered)
     broken = [r for r in ordered.values() if r.reason == "internal_error"]
     if broken:

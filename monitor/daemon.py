@@ -16,12 +16,13 @@ from prometheus_client import CollectorRegistry, Gauge
 from pydantic import ValidationError
 
 from monitor import __version__
+from monitor.checks import check_device
 from monitor.config import ConfigError, LoadedConfig, ServerConfig, load_config
 from monitor.exporter import DeviceCollector, WebHooks, build_app, start_server
 from monitor.logs import event, register_secrets, setup_logging
+from monitor.report import render_debug, render_metrics
 from monitor.scheduler import Scheduler, SchedulerMetrics
 from monitor.state import DeviceRecord, State
-from probes import CHECKS_BY_KIND
 
 log = logging.getLogger("camnet.daemon")
 
@@ -67,7 +68,7 @@ class Daemon:
         self.scheduler.start()
         hooks = WebHooks(
             registry=self.registry, state=self.state, alive=self.scheduler.alive,
-            reload=self.reload, probe=self.probe_now, debug_view=debug_view,
+            reload=self.reload, probe=self.probe_now,
         )
         server = loaded.config.server
         if self.listen:
@@ -106,19 +107,10 @@ class Daemon:
                   added=len(added), changed=len(changed), removed=len(removed))
             return True, []
 
-    async def probe_now(self, rec: DeviceRecord) -> DeviceRecord:
+    async def probe_now(self, rec: DeviceRecord, debug: bool = False) -> str:
         """Run every check of one device now (for /probe), without touching its stored state."""
-        copy = DeviceRecord(rec.target, rec.profile, probe_state=dict(rec.probe_state))
-        checks = [
-            c for c in CHECKS_BY_KIND[rec.kind]
-            if getattr(rec.profile, c).enabled and c in self.scheduler.probers
-        ]
-        results = await asyncio.gather(
-            *(self.scheduler.run_check(copy, c, getattr(rec.profile, c)) for c in checks)
-        )
-        copy.results = dict(zip(checks, results, strict=True))
-        copy.status, copy.reasons, _ = copy.verdict()
-        return copy
+        report = await check_device(rec.target, rec.profile, dict(rec.probe_state))
+        return render_debug(report) if debug else render_metrics(report)
 
     async def stop(self) -> None:
         """Stop the HTTP server and every job, within the shutdown budget."""
@@ -130,22 +122,6 @@ class Daemon:
                 await self.scheduler.stop()
         except TimeoutError:
             event(log, logging.WARNING, "some checks did not stop in time; exiting anyway")
-
-
-def debug_view(rec: DeviceRecord) -> str:
-    """The /probe?debug=true answer: log, metrics and settings of one on-demand check."""
-    from monitor.exporter import render_text
-
-    lines = [f"target: {rec.target.id} ({rec.kind}) status: {rec.status.name} {', '.join(rec.reasons)}", ""]
-    for check, result in rec.results.items():
-        state = "ok" if result.success else f"FAILED ({result.reason}: {result.message})"
-        lines.append(f"== {check}: {state} in {result.duration:.3f}s")
-        lines.extend(f"   {line}" for line in result.log)
-    lines += ["", "== metrics", render_text([rec]).decode(), "== settings"]
-    lines.append(rec.profile.model_dump_json(indent=2))
-    from monitor.logs import redact
-
-    return redact("\n".join(lines)) + "\n"
 
 
 async def warm_up_probers() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -14,7 +14,7 @@ from prometheus_client.metrics_core import Metric
 
 from monitor.state import DeviceRecord, State
 from probes import METRICS
-from probes.base import MetricDef, Sample, Status
+from probes.base import CheckResult, MetricDef, Sample, Status
 
 log = logging.getLogger("camnet.exporter")
 
@@ -55,35 +55,46 @@ class _Families:
         family.add_sample(name, labels, sample.value)
 
 
-def device_samples(rec: DeviceRecord) -> Iterator[Sample]:
-    """Every sample of one device: verdict, check bookkeeping, and what the probers found."""
-    if not rec.results:
-        return
-    if rec.complete:
-        # Until every check has run once, up/problem series would claim what nobody measured.
-        status, _, verdict_samples = rec.verdict()
+def check_samples(
+    results: Mapping[str, CheckResult], verdict: tuple[Status, list[str], list[Sample]] | None
+) -> Iterator[Sample]:
+    """Samples of a set of check results: verdict (if known), check bookkeeping, prober values."""
+    if verdict is not None:
+        status, _, verdict_samples = verdict
         yield Sample("camnet_device_status", float(status))
         yield from verdict_samples
-    for check, result in rec.results.items():
+    for check, result in results.items():
         yield Sample("camnet_check_success", float(result.success), {"check": check})
         yield Sample("camnet_check_last_run_timestamp_seconds", result.started, {"check": check})
         yield from result.samples
 
 
-def render_devices(records: Iterable[DeviceRecord], state: State | None = None) -> list[Metric]:
-    """Build metric families from device records (and the sites of the state, if given)."""
+def device_samples(rec: DeviceRecord) -> Iterator[Sample]:
+    """Every sample of one device from the scheduler's latest results."""
+    if not rec.results:
+        return
+    # Until every check has run once, up/problem series would claim what nobody measured.
+    yield from check_samples(rec.results, rec.verdict() if rec.complete else None)
+
+
+SampleGroup = tuple[Mapping[str, str], Iterable[Sample]]
+
+
+def families(groups: Iterable[SampleGroup]) -> list[Metric]:
+    """Metric families from (device labels, samples) groups."""
     fam = _Families()
-    for rec in records:
-        base = dict(rec.target.labels)
-        for sample in device_samples(rec):
-            fam.add(sample, base)
-    if state is not None:
-        for site in state.sites.values():
-            labels = {"commune": site.commune, "site": site.id, "site_name": site.name}
-            if site.operator:
-                labels["operator"] = site.operator
-            fam.add(Sample("camnet_site_info", 1.0), labels)
+    for base, samples in groups:
+        for sample in samples:
+            fam.add(sample, dict(base))
     return list(fam.families.values())
+
+
+def _site_samples(state: State) -> Iterator[SampleGroup]:
+    for site in state.sites.values():
+        labels = {"commune": site.commune, "site": site.id, "site_name": site.name}
+        if site.operator:
+            labels["operator"] = site.operator
+        yield labels, [Sample("camnet_site_info", 1.0)]
 
 
 class DeviceCollector:
@@ -94,24 +105,24 @@ class DeviceCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Yield the current families; removed devices are simply absent."""
-        yield from render_devices(list(self.state.devices.values()), self.state)
+        groups = [(rec.target.labels, device_samples(rec)) for rec in list(self.state.devices.values())]
+        yield from families([*groups, *_site_samples(self.state)])
 
 
 class _OneShot:
-    """A collector over one device record, for /probe."""
+    """A collector over fixed groups of samples."""
 
-    def __init__(self, rec: DeviceRecord) -> None:
-        self.rec = rec
+    def __init__(self, groups: list[SampleGroup]) -> None:
+        self.groups = groups
 
     def collect(self) -> Iterator[Metric]:
-        yield from render_devices([self.rec])
+        yield from families(self.groups)
 
 
-def render_text(records: list[DeviceRecord]) -> bytes:
-    """Prometheus text for a few records (the /probe answer, the CLI's --debug view)."""
+def render_text(groups: Iterable[SampleGroup]) -> bytes:
+    """Prometheus text for a few devices' samples (the /probe answer, the CLI's metric views)."""
     registry = CollectorRegistry(auto_describe=False)
-    for rec in records:
-        registry.register(_OneShot(rec))
+    registry.register(_OneShot([(base, list(samples)) for base, samples in groups]))
     return generate_latest(registry)
 
 
@@ -123,8 +134,8 @@ class WebHooks:
     state: State
     alive: Callable[[], bool]
     reload: Callable[[], Awaitable[tuple[bool, list[str]]]]
-    probe: Callable[[DeviceRecord], Awaitable[DeviceRecord]]
-    debug_view: Callable[[DeviceRecord], str] | None = None
+    # Runs every check of a device now; returns the answer body (metrics, or the debug view).
+    probe: Callable[[DeviceRecord, bool], Awaitable[str]]
 
 
 def build_app(hooks: WebHooks) -> web.Application:
@@ -160,10 +171,11 @@ def build_app(hooks: WebHooks) -> web.Application:
                 status=400,
                 text=f"unknown target {shown!r}: /probe accepts only inventory ids from the config\n",
             )
-        done = await hooks.probe(rec)
-        if request.query.get("debug", "").lower() in ("1", "true", "yes") and hooks.debug_view:
-            return web.Response(text=hooks.debug_view(done))
-        return web.Response(body=render_text([done]), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        debug = request.query.get("debug", "").lower() in ("1", "true", "yes")
+        body = await hooks.probe(rec, debug)
+        if debug:
+            return web.Response(text=body)
+        return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def index(_: web.Request) -> web.Response:
         return web.Response(text=_index_html(hooks.state), content_type="text/html")

@@ -13,8 +13,8 @@ from typing import Any, TextIO
 
 SECRET_MASK = "<secret>"
 
-# user:password@ in any URL (rtsp://, http://, snmp:// ...): credentials never leave the process.
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]*:[^/@\s]*@")
+# user:password@ (or user@) in any URL (rtsp://, http://, snmp:// ...): credentials never leave.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 _LOGFMT_BARE = re.compile(r"^[^\s=\"]+$")
 
 
@@ -44,13 +44,12 @@ def register_secrets(values: Iterable[str]) -> None:
     _SECRETS.replace(values)
 
 
-def redact(text: str) -> str:
-    """Remove URL credentials and every registered secret value from a text."""
-    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{SECRET_MASK}@", text)
-    for value in _SECRETS.values():
-        if value in text:
+def redact(text: str, extra: Iterable[str] = ()) -> str:
+    """Remove URL credentials, every registered secret and the `extra` secrets from a text."""
+    for value in (*sorted(extra, key=len, reverse=True), *_SECRETS.values()):
+        if value and value in text:
             text = text.replace(value, SECRET_MASK)
-    return text
+    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{SECRET_MASK}@", text)
 
 
 def _logfmt_value(value: Any) -> str:

@@ -12,8 +12,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from monitor.checks import SECRET_MASK, DeviceReport, redact, secret_values
-from probes import METRICS
+from monitor.checks import DeviceReport, redact, secret_values
+from monitor.logs import SECRET_MASK
 from probes.base import CheckResult, Sample, Status
 
 LANGS = ("en", "vi")
@@ -492,38 +492,13 @@ def render_json(report: DeviceReport, debug: bool = False, **extra: Any) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _format_number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
-
-
 def render_metrics(report: DeviceReport) -> str:
-    """The check's metrics in the Prometheus text format (0.0.4), device labels included."""
-    families: dict[str, list[dict[str, Any]]] = {}
-    for row in metric_rows(report):
-        families.setdefault(row["name"], []).append(row)
-    lines: list[str] = []
-    for name, rows in families.items():
-        definition = METRICS.get(name)
-        kind = definition.kind if definition else (
-            "counter" if name.endswith("_total") else "gauge")
-        help_text = definition.help if definition else name
-        lines.append(f"# HELP {name} {help_text.replace(chr(92), chr(92) * 2)}")
-        lines.append(f"# TYPE {name} {'counter' if kind == 'counter' else 'gauge'}")
-        for row in rows:
-            labels = ",".join(f'{k}="{_escape_label(str(v))}"' for k, v in row["labels"].items())
-            value = row["value"] if row["value"] is not None else float("nan")
-            lines.append(f"{name}{{{labels}}} {_format_number(float(value))}")
-    return "\n".join(lines) + ("\n" if lines else "")
+    """The check's metrics in the Prometheus text format, device labels included (the daemon's
+    own renderer, so /probe, --debug and /metrics can never disagree)."""
+    from monitor.exporter import check_samples, render_text
+
+    verdict = (report.status, report.reasons, report.samples)
+    return render_text([(report.target.labels, check_samples(report.results, verdict))]).decode()
 
 
 def render_debug(report: DeviceReport) -> str:

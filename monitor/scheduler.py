@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from monitor.checks import run_check
 from monitor.logs import event
 from monitor.state import DeviceRecord, State
 from probes import CHECKS_BY_KIND, PROBERS
@@ -21,8 +22,6 @@ log = logging.getLogger("camnet.scheduler")
 
 # A check must end before its next run is due: the deadline is at most this share of the interval.
 DEADLINE_SHARE_OF_INTERVAL = 0.9
-# Grace after the prober's own deadline before the scheduler cancels it from outside.
-OUTER_DEADLINE_GRACE = 0.5
 # Devices that failed their last check wait in a separate, smaller pool, so a batch of hanging
 # devices can only delay each other, never the healthy ones.
 FAILING_POOL_SHARE = 0.25
@@ -183,23 +182,10 @@ class Scheduler:
         """Run one check now under its deadline; always returns a result."""
         loop = asyncio.get_running_loop()
         budget = min(settings.timeout, settings.interval * DEADLINE_SHARE_OF_INTERVAL)
-        started_wall = time.time()
         started = loop.time()
-        deadline = started + budget
-        prober = self.probers[check]
-        try:
-            async with asyncio.timeout_at(deadline + OUTER_DEADLINE_GRACE):
-                result = await prober(rec.target, settings, rec.probe_state, deadline)
-        except TimeoutError:
-            result = CheckResult(check, False, "timeout", f"no answer within {budget:g}s")
-        except asyncio.CancelledError:
-            raise
-        except NotImplementedError:
-            result = CheckResult(check, False, "not_implemented", f"the {check} prober is not built")
-        except Exception as e:  # a prober bug must not kill the job
-            log.exception("prober crashed", extra={"fields": {"device": rec.target.id, "check": check}})
-            result = CheckResult(check, False, "internal_error", f"{type(e).__name__}: {e}")
-        result.started = started_wall
+        result = await run_check(
+            self.probers[check], check, rec.target, settings, rec.probe_state, started + budget
+        )
         result.duration = loop.time() - started
         return result
 

@@ -176,7 +176,7 @@ def test_no_secret_leaves_the_process(tmp_path: Path, daemon_factory: list[Daemo
                            capture_output=True, env=env, timeout=30)
     assert check.returncode == 1
     outputs["check-config"] = check.stdout.decode() + check.stderr.decode()
-    assert "probe cam-1" in outputs and "== settings" in outputs["probe cam-1"]
+    assert "Settings used:" in outputs["probe cam-1"]
     for where, text in outputs.items():
         for name, secret in SECRETS.items():
             assert secret not in text, f"{name} secret leaked in {where}"

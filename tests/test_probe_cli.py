@@ -241,7 +241,7 @@ def test_ap_right_and_wrong_community(capsys: pytest.CaptureFixture[str], snmpd:
     assert code == 0, out + err
     assert out.startswith(f"OK {SNMPD_HOST}\n")
     assert "NVH-Test-01" in out
-    assert "camnet_ap_up{ap=\"127.0.15.20\"} 1" in out  # the --debug metrics
+    assert "camnet_ap_up{ap=\"127.0.15.20\"} 1.0" in out  # the --debug metrics
     assert COMMUNITY not in out + err
     monkeypatch.setenv("CAMNET_COMMUNITY", SECRET)
     code, out, err = run_cli(capsys, "ap", f"snmp://{SNMPD_HOST}:{snmpd}", "--timeout", "2s",
