@@ -32,6 +32,7 @@ from probes.snmp_client import (
     get,
     walk,
 )
+from probes.snmp_usm import UsmSession
 
 METRICS: dict[str, MetricDef] = {
     "camnet_ap_up": MetricDef("gauge", "1 when the SNMP agent answered in the last check"),
@@ -88,7 +89,8 @@ class SnmpSettings(CheckSettings):
     request_timeout: Duration = Field(default=2.0, description="wait for one answer")
     max_repetitions: int = Field(default=25, ge=1, le=200)
     bulk: bool = True
-    mode: Literal["fast", "pysnmp"] = "fast"
+    mode: Literal["fast", "pysnmp"] = Field(
+        default="fast", description="fast: camnet's own BER codec and USM; pysnmp: pysnmp 7")
     concurrency: int = Field(default=64, ge=1, le=1024)
 
     @field_validator("module")
@@ -111,15 +113,20 @@ def _text(value: Any) -> str:
 
 
 def make_session(target: Target, settings: SnmpSettings) -> Session:
-    """The transport for a target: the lean codec for v1/v2c, pysnmp for v3 (or on request)."""
+    """The transport for a target: camnet's codec (v1/v2c) and USM (v3), or pysnmp on request."""
     auth = target.auth.config if target.auth is not None else None
     version = getattr(auth, "version", "2c")
     port = int(target.options.get("snmp_port") or settings.port)
-    if version == "3" or settings.mode == "pysnmp":
-        from probes.snmp_v3 import PysnmpSession
+    if settings.mode == "pysnmp":
+        from probes.snmp_v3 import PysnmpSession  # pysnmp is slow to import: only on request
 
         return PysnmpSession(target.address, port, target.auth, settings.request_timeout,
                              settings.retries)
+    if version == "3" and target.auth is not None and auth is not None:
+        return UsmSession(target.address, port, auth.username or "", auth.security_level,
+                          auth.auth_protocol, target.auth.secret("auth_password") or "",
+                          auth.priv_protocol, target.auth.secret("priv_password") or "",
+                          auth.context_name, settings.request_timeout, settings.retries)
     community = (target.auth.secret("community") if target.auth is not None else None) or "public"
     return CommunitySession(target.address, port, VERSION_1 if version == "1" else VERSION_2C,
                             community.encode(), settings.request_timeout, settings.retries)

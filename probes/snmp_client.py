@@ -11,7 +11,7 @@ import itertools
 import random
 import socket
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -87,6 +87,13 @@ class SnmpAgentError(SnmpError):
         self.index = index
 
 
+def status_error(status: int, index: int) -> SnmpError:
+    """The exception for an error-status: authorizationError means rejected credentials."""
+    if status == 16:
+        return SnmpAuthError("agent error-status authorizationError: access denied")
+    return SnmpAgentError(status, index)
+
+
 class SnmpNoSuchObject(SnmpError):
     """A required object does not exist on the agent."""
 
@@ -107,6 +114,7 @@ class _Pending:
     request_id: int
     community: bytes
     future: asyncio.Future[Response]
+    decode: Callable[[bytes], Response] | None = None  # SNMPv3 sessions bring their own
 
 
 class _ManagerProtocol(asyncio.DatagramProtocol):
@@ -128,7 +136,7 @@ class _ManagerProtocol(asyncio.DatagramProtocol):
             self.stray += 1
             return
         try:
-            resp = decode_message(data)
+            resp = (pending.decode or decode_message)(data)
         except BerError as exc:
             self.malformed += 1
             pending.future.set_exception(SnmpBadReply(f"malformed answer: {exc}"))
@@ -294,7 +302,7 @@ async def get(session: Session, oids: Sequence[bytes]) -> dict[bytes, VarBind]:
                 # v1 has no per-varbind exceptions: drop the missing object and ask again.
                 del wanted[resp.error_index - 1]
                 continue
-            raise SnmpAgentError(resp.error_status, resp.error_index)
+            raise status_error(resp.error_status, resp.error_index)
         if len(resp.varbinds) != len(wanted):
             raise SnmpBadReply(f"asked {len(wanted)} objects, got {len(resp.varbinds)}")
         for asked, vb in zip(wanted, resp.varbinds, strict=True):
@@ -349,7 +357,7 @@ async def walk(session: Session, columns: Sequence[bytes], max_repetitions: int 
                 # v1 GETNEXT past the end of the MIB: that column is finished.
                 del active[resp.error_index - 1]
                 continue
-            raise SnmpAgentError(resp.error_status, resp.error_index)
+            raise status_error(resp.error_status, resp.error_index)
         oids, tags, values = resp.oids, resp.tags, resp.values
         width = len(active)
         n_single = len(single) if bulk else 0

@@ -1,4 +1,8 @@
-"""SNMPv3 against Debian's snmpd: every auth/priv protocol, every level, and rejected credentials."""
+"""SNMPv3 against Debian's snmpd: every auth/priv protocol, every level, and rejected credentials.
+
+Both implementations run every test: camnet's own USM (`mode: fast`, probes/snmp_usm.py) and
+pysnmp's (`mode: pysnmp`).
+"""
 
 from __future__ import annotations
 
@@ -78,6 +82,9 @@ def _target(**auth: Any) -> Target:
     return Target("ap-v3", "ap", HOST, {}, Credentials(config, secrets), {"snmp_port": PORT})
 
 
+MODES = ("fast", "pysnmp")
+
+
 async def _probe(target: Target, **settings: Any) -> CheckResult:
     loop = asyncio.get_running_loop()
     try:
@@ -88,13 +95,14 @@ async def _probe(target: Target, **settings: Any) -> CheckResult:
         close_engines()
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(("auth", "priv"), list(COMBOS))
-async def test_auth_priv_protocols(snmpd: Path, auth: str, priv: str) -> None:
+async def test_auth_priv_protocols(snmpd: Path, auth: str, priv: str, mode: str) -> None:
     v2c = await _probe(_target(version="2c", community="public"))
     v3 = await _probe(_target(version="3", username=_user(auth, priv),
                               security_level="authPriv", auth_protocol=auth,
                               auth_password=AUTH_PASS, priv_protocol=priv,
-                              priv_password=PRIV_PASS))
+                              priv_password=PRIV_PASS), mode=mode)
     assert v3.success, v3.message
     assert v3.facts["sys_name"] == v2c.facts["sys_name"]
     assert v3.facts["sys_descr"] == v2c.facts["sys_descr"]
@@ -102,29 +110,49 @@ async def test_auth_priv_protocols(snmpd: Path, auth: str, priv: str) -> None:
     assert v3.facts["interfaces"], "snmpd serves this host's interfaces"
 
 
-async def test_no_auth_and_auth_no_priv(snmpd: Path) -> None:
-    noauth = await _probe(_target(version="3", username="unoauth", security_level="noAuthNoPriv"))
+@pytest.mark.parametrize("mode", MODES)
+async def test_no_auth_and_auth_no_priv(snmpd: Path, mode: str) -> None:
+    noauth = await _probe(_target(version="3", username="unoauth", security_level="noAuthNoPriv"),
+                          mode=mode)
     assert noauth.success, noauth.message
     authonly = await _probe(_target(version="3", username="uauthonly", security_level="authNoPriv",
-                                    auth_protocol="SHA256", auth_password=AUTH_PASS))
+                                    auth_protocol="SHA256", auth_password=AUTH_PASS), mode=mode)
     assert authonly.success, authonly.message
 
 
-async def test_wrong_auth_key_is_auth_failed(snmpd: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+async def test_wrong_auth_key_is_auth_failed(snmpd: Path, mode: str) -> None:
     result = await _probe(_target(version="3", username=_user("SHA", "AES"),
                                   security_level="authPriv", auth_protocol="SHA",
                                   auth_password="not-the-password", priv_protocol="AES",
-                                  priv_password=PRIV_PASS))
+                                  priv_password=PRIV_PASS), mode=mode)
     assert result.reason == "auth_failed"
     assert not result.success
     assert "not-the-password" not in result.message
 
 
-async def test_unknown_user_is_auth_failed(snmpd: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+async def test_unknown_user_is_auth_failed(snmpd: Path, mode: str) -> None:
     result = await _probe(_target(version="3", username="nobody", security_level="authPriv",
                                   auth_protocol="SHA", auth_password=AUTH_PASS,
-                                  priv_protocol="AES", priv_password=PRIV_PASS))
+                                  priv_protocol="AES", priv_password=PRIV_PASS), mode=mode)
     assert result.reason == "auth_failed"
+
+
+async def test_wrong_priv_key_is_auth_failed(snmpd: Path) -> None:
+    result = await _probe(_target(version="3", username=_user("SHA", "AES"),
+                                  security_level="authPriv", auth_protocol="SHA",
+                                  auth_password=AUTH_PASS, priv_protocol="AES",
+                                  priv_password="not-the-priv-key"))
+    assert result.reason == "auth_failed"
+    assert "not-the-priv-key" not in result.message
+
+
+async def test_wrong_level_is_auth_failed(snmpd: Path) -> None:
+    # The user exists with authPriv; asking noAuthNoPriv is refused by the agent.
+    result = await _probe(_target(version="3", username=_user("SHA", "AES"),
+                                  security_level="noAuthNoPriv"))
+    assert result.reason == "auth_failed"  # VACM: authorizationError
 
 
 async def test_wrong_community_is_timeout(snmpd: Path) -> None:
