@@ -361,7 +361,7 @@ async def test_v1_reads_the_same_as_v2c(snmpsim: Path) -> None:
 
 async def test_rendered_metrics_pass_promtool(snmpsim: Path, tmp_path: Path) -> None:
     from monitor.config import ApProfile
-    from monitor.exporter import render_text
+    from monitor.exporter import device_samples, render_text
     from monitor.state import DeviceRecord
 
     records = []
@@ -372,7 +372,9 @@ async def test_rendered_metrics_pass_promtool(snmpsim: Path, tmp_path: Path) -> 
         rec = DeviceRecord(target, ApProfile(kind="ap"))
         rec.results["snmp"] = result
         records.append(rec)
-    texts = [render_text([rec]) for rec in records]  # one device per answer, as /probe does
+    # One device per answer, as /probe does.
+    texts = [render_text([(dict(rec.target.labels), list(device_samples(rec)))])
+             for rec in records]
     assert all(b"camnet_ap_interface_receive_bytes_total{" in text for text in texts)
     assert all(b"camnet_ap_wifi_clients{" in text for text in texts[::2])
     if shutil.which("promtool") is None:
