@@ -278,6 +278,12 @@ class UsmSession:
         pdu = scoped[k:sc_end]
         # Reuse the community decoder for the PDU: wrap it as a v2c message.
         inner = decode_message(_tlv(SEQUENCE, b"\x02\x01\x01\x04\x00" + pdu))
+        if inner.pdu_type != REPORT:
+            # An answer must come at the level we asked for (only error reports come lower).
+            if self.level != "noAuthNoPriv" and not flags & FLAG_AUTH:
+                raise BerError("unauthenticated answer to an authenticated request")
+            if self.level == "authPriv" and not flags & FLAG_PRIV:
+                raise BerError("unencrypted answer to an encrypted request")
         inner.version = VERSION_3
         inner.community = b""
         if flags & FLAG_AUTH or inner.pdu_type == REPORT:
