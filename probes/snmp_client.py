@@ -1,7 +1,8 @@
 """Asyncio SNMP manager: one shared UDP socket, one request in flight per device, bulk walks.
 
-v1/v2c go through the hand-written BER codec (`probes.snmp_ber`); v3 goes through pysnmp's USM
-(`probes.snmp_v3`) behind the same `request()` call, so gets and walks are shared code.
+v1/v2c go through the hand-written BER codec (`probes.snmp_ber`), v3 through camnet's USM on the
+same codec (`probes.snmp_usm`), or everything through pysnmp (`probes.snmp_v3`, `mode: pysnmp`):
+all behind the same `request()` call, so gets and walks are shared code.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""SNMPv3 (USM) and the pysnmp fallback transport, behind the same `request()` as the codec.
+"""The pysnmp transport (`mode: pysnmp`): any version, behind the same `request()` as the codec.
 
-pysnmp does the USM work (key localisation, HMAC-MD5/SHA-1/SHA-2, DES/AES privacy, engine
+The default path is camnet's own codec and USM (`probes.snmp_usm`); this one is the reference
+implementation and a fallback for agents with quirks the lean path does not handle. pysnmp
+does the USM work (key localisation, HMAC-MD5/SHA-1/SHA-2, DES/AES privacy, engine
 discovery and time sync); its answers are converted to the codec's varbind form so gets and
 walks stay shared code.
 """
