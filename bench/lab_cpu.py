@@ -67,6 +67,19 @@ def measure(sid: int, seconds: float) -> float:
     return 100.0 * (after - before) / (t1 - t0)
 
 
+def stop_readers(readers: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate every reader (kill after 10 s)."""
+    for r in readers:
+        if r.poll() is None:
+            r.terminate()
+    for r in readers:
+        try:
+            r.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            r.kill()
+            r.wait()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -100,15 +113,13 @@ def main() -> int:
             alive = sum(1 for r in readers if r.poll() is None)
             print(f"24 readers: {busy:.2f}% of one core over {args.seconds:.0f} s "
                   f"({alive} readers still streaming at the end)")
+            stop_readers(readers)
+            time.sleep(5)
+            after = measure(sid, args.seconds)
+            print(f"idle after the readers left: {after:.2f}% of one core over "
+                  f"{args.seconds:.0f} s")
         finally:
-            for r in readers:
-                r.terminate()
-            for r in readers:
-                try:
-                    r.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    r.kill()
-                    r.wait()
+            stop_readers(readers)
             stop_lab(lab)
     return 0
 
