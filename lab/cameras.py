@@ -253,6 +253,8 @@ class FrontDoor:
                 fault = self.fault
                 if downstream and data[:1] == b"$" and first_media is None:
                     first_media = now
+                if downstream and fault.name == "hang":
+                    continue  # a hung device answers nothing, on old connections too
                 if (downstream and fault.name == "stall" and first_media is not None
                         and now - first_media >= STALL_AFTER_MEDIA_S):
                     continue  # the stream freezes; the TCP connection stays open

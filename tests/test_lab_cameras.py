@@ -426,7 +426,17 @@ async def test_onvif_stale_created_and_replayed_nonce_rejected(clean: Lab) -> No
 
 
 async def test_onvif_hang_times_out_and_offline_refuses(clean: Lab) -> None:
-    clean.fault("cam-d", "hang")
+    address = clean.camera("cam-d")["address"]
+    snapshot_url = f"http://{address}:8080/onvif-cgi/jpg/image.cgi"
+    async with aiohttp.ClientSession() as session:
+        async with asyncio.timeout(10), session.get(snapshot_url) as r:
+            assert r.status == 200
+            await r.read()
+        clean.fault("cam-d", "hang")
+        # The kept-alive connection goes silent too, not only new ones.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(3), session.get(snapshot_url) as r:
+                await r.read()
     cam = await onvif_camera(clean, "cam-d")
     try:
         with pytest.raises(TimeoutError):
