@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -266,8 +265,3 @@ class LabSite:
         except (FaultError, ValueError) as e:
             return web.json_response({"error": str(e)}, status=400)
         return web.json_response({"changed": changed})
-
-
-def dumps(obj: Any) -> str:
-    """Compact JSON for the CLI."""
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True)
