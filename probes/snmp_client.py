@@ -8,6 +8,7 @@ all behind the same `request()` call, so gets and walks are shared code.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import random
 import socket
@@ -198,6 +199,13 @@ def _next_request_id() -> int:
 
 async def resolve(host: str, port: int) -> tuple[int, tuple[str, int]]:
     """Address family and numeric address of a host (hostnames are resolved once per call)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # a literal address (the inventory's usual case): no resolver thread per poll
+        return (socket.AF_INET6, (str(ip), port)) if ip.version == 6 else (socket.AF_INET,
+                                                                           (str(ip), port))
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
