@@ -139,7 +139,11 @@ class _ManagerProtocol(asyncio.DatagramProtocol):
             return
         try:
             resp = (pending.decode or decode_message)(data)
-        except BerError as exc:
+        except SnmpError as exc:
+            pending.future.set_exception(exc)
+            return
+        except (BerError, ValueError) as exc:
+            # ValueError: e.g. a cipher refusing what a garbled v3 answer carries.
             self.malformed += 1
             pending.future.set_exception(SnmpBadReply(f"malformed answer: {exc}"))
             return
