@@ -97,6 +97,8 @@ def test_dead_line_in_a_namespace_without_network() -> None:
 
 
 def test_unprivileged_icmp_where_the_namespace_allows_it() -> None:
+    if not (shutil.which("ip") and shutil.which("sysctl")):
+        pytest.skip("needs ip (iproute2) and sysctl (procps)")
     setup = "ip link set lo up && sysctl -q -w net.ipv4.ping_group_range='0 2147483647' &&"
     result = _in_namespace(setup, "unprivileged")
     assert result["success"], result["message"]
