@@ -160,7 +160,8 @@ async def bench(lab: Lab, cfg: LoadedConfig, rounds: int) -> None:
 
 async def memory(lab: Lab, grabs: int) -> None:
     """Sequential grabs through one worker (no recycling), with error paths mixed in: every
-    20th grab is refused, every 50th hits a silent server and its worker is killed."""
+    20th grab is refused, every 50th hits a silent server and its worker is killed at the
+    deadline (then replaced)."""
     rtsp.MAX_GRABS_PER_WORKER = 10**9  # show the worker itself stays flat
     await rtsp.warm_up(workers=1, size=1)
 
@@ -175,16 +176,18 @@ async def memory(lab: Lab, grabs: int) -> None:
     me = os.getpid()
     outcomes: dict[str, int] = {}
     print(f"{'grabs':>6} | {'camnet rss MB':>13} | {'worker rss MB':>13} | {'fds':>4} | "
-          f"{'children':>8} | outcomes")
+          f"{'children':>8} | {'killed':>6} | outcomes")
     for i in range(1, grabs + 1):
+        worker_limit = None
         if i % 50 == 0:
-            target, budget = "rtsp://127.0.12.29:8554/x", 0.6
+            # A decoder that would wait 30 s: the pool kills it at the deadline and replaces it.
+            target, budget, worker_limit = "rtsp://127.0.12.29:8554/x", 0.6, 30.0
         elif i % 20 == 0:
             target, budget = "rtsp://127.0.12.29:9/x", 2.0
         else:
             target, budget = url, 5.0
         try:
-            await rtsp.get_pool().grab(target, loop.time() + budget)
+            await rtsp.get_pool().grab(target, loop.time() + budget, worker_timeout=worker_limit)
             key = "ok"
         except rtsp.GrabError as e:
             key = e.reason
@@ -196,7 +199,8 @@ async def memory(lab: Lab, grabs: int) -> None:
                             and _ppid(int(p)) == me])
             print(f"{i:6d} | {proc_rss(me) / 2**20:13.1f} | "
                   f"{sum(proc_rss(p) for p in workers) / 2**20:13.1f} | "
-                  f"{len(os.listdir('/proc/self/fd')):4d} | {children:8d} | {outcomes}",
+                  f"{len(os.listdir('/proc/self/fd')):4d} | {children:8d} | "
+                  f"{rtsp.get_pool().killed:6d} | {outcomes}",
                   flush=True)
     server.close()
     await rtsp.shutdown()

@@ -190,14 +190,19 @@ class GrabPool:
         self._idle.extend(new)
 
     async def grab(self, url: str, deadline: float, transport: str = "tcp",
-                   jpeg: bool = True) -> Grab:
-        """One keyframe from `url` before `deadline` (loop time), or GrabError; never hangs."""
+                   jpeg: bool = True, worker_timeout: float | None = None) -> Grab:
+        """One keyframe from `url` before `deadline` (loop time), or GrabError; never hangs.
+
+        `worker_timeout` overrides the worker's own time limit (benchmarks use a long one to
+        exercise the kill path: the deadline is enforced here whatever the worker does).
+        """
         async with self._sem:
             async with asyncio.timeout_at(deadline):
                 worker = self._idle.pop() if self._idle else await self._spawn()
             self._busy.add(worker)
             remaining = deadline - self.loop.time() - WORKER_MARGIN
-            req = {"url": url, "timeout": max(0.2, remaining), "transport": transport,
+            limit = worker_timeout if worker_timeout is not None else max(0.2, remaining)
+            req = {"url": url, "timeout": limit, "transport": transport,
                    "width": FRAME_WIDTH, "jpeg": jpeg}
             try:
                 async with asyncio.timeout_at(deadline):

@@ -104,10 +104,20 @@ cameras:
     return path
 
 
+_SHARED: dict[str, Lab] = {}
+
+
 @pytest.fixture(scope="session")
 def camlab(lab_factory: Any, tmp_path_factory: pytest.TempPathFactory) -> Lab:
-    """A private six-camera lab shared by the camera test modules."""
-    return lab_factory(write_config(tmp_path_factory.mktemp("camlab")), CONTROL)
+    """A private six-camera lab shared by the camera test modules.
+
+    test_onvif and test_rtsp reuse this function as their own fixture; pytest then sees one
+    fixture per module, so the lab itself is kept here to start it only once per session
+    (lab_factory stops it at the end of the session).
+    """
+    if "lab" not in _SHARED:
+        _SHARED["lab"] = lab_factory(write_config(tmp_path_factory.mktemp("camlab")), CONTROL)
+    return _SHARED["lab"]
 
 
 @pytest.fixture(scope="session")
