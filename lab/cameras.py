@@ -34,7 +34,9 @@ INTERNAL_PORT_OFFSET = 10000  # private servers listen on public port + this, sa
 CHILD_START_TIMEOUT_S = 60.0
 CHILD_ACK_TIMEOUT_S = 10.0
 UPSTREAM_CONNECT_TIMEOUT_S = 5.0
-STALL_AFTER_MEDIA_S = 1.0  # a stalled session first streams this long, then freezes
+# A stalled session gets its RTSP answers and the first bytes of media (less than any
+# keyframe, so no frame decodes), then nothing: the case where a grab waits forever.
+STALL_MEDIA_BYTES = 2048
 CHUNK = 65536
 
 PICTURE_STATES = ("black", "frozen", "blurred", "moved", "dark")
@@ -230,10 +232,25 @@ class FrontDoor:
             self._writers.discard(writer)
             writer.transport.abort()
 
+    @staticmethod
+    def _stall_cut(data: bytes, media_bytes: int | None, stalled: bool) -> tuple[bytes, int | None]:
+        """Count interleaved media in a downstream chunk and cut it where a stall begins."""
+        start = 0
+        if media_bytes is None:
+            # RTSP text never contains "$" + channel 0: that is the first interleaved packet.
+            index = data.find(b"$\x00")
+            if index < 0:
+                return data, None
+            start, media_bytes = index, 0
+        if stalled:
+            allowance = max(0, STALL_MEDIA_BYTES - media_bytes)
+            data = data[:start + allowance]
+        return data, media_bytes + len(data) - start
+
     async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
                     downstream: bool) -> None:
         queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
-        first_media: float | None = None
+        media_bytes: int | None = None  # interleaved RTP bytes sent; None before the first
 
         async def deliver() -> None:
             while (item := await queue.get()) is not None:
@@ -251,13 +268,12 @@ class FrontDoor:
                     break
                 now = time.monotonic()
                 fault = self.fault
-                if downstream and data[:1] == b"$" and first_media is None:
-                    first_media = now
                 if downstream and fault.name == "hang":
                     continue  # a hung device answers nothing, on old connections too
-                if (downstream and fault.name == "stall" and first_media is not None
-                        and now - first_media >= STALL_AFTER_MEDIA_S):
-                    continue  # the stream freezes; the TCP connection stays open
+                if downstream:
+                    data, media_bytes = self._stall_cut(data, media_bytes, fault.name == "stall")
+                    if not data:
+                        continue  # the stream froze; the TCP connection stays open
                 delay = fault.value if downstream and fault.name == "slow" else 0.0
                 queue.put_nowait((now + delay, data))
             queue.put_nowait(None)

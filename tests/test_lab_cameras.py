@@ -250,7 +250,7 @@ async def test_moved_view_differs_by_ssim(clean: Lab, tmp_path: Path) -> None:
 def test_stall_freezes_a_started_session(clean: Lab) -> None:
     clean.fault("cam-d", "stall")
     # Three seconds of media never arrive (a healthy camera delivers them in ≈ 3-6 s): the
-    # session starts, streams about one second, then the TCP connection stays open and silent.
+    # session starts, gets 2 KB of media, then the TCP connection stays open and silent.
     with pytest.raises(subprocess.TimeoutExpired):
         subprocess.run(
             ["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-i",
@@ -259,6 +259,23 @@ def test_stall_freezes_a_started_session(clean: Lab) -> None:
         )
     clean.fault("cam-d", "ok")
     ffmpeg_filters(url(clean, "cam-d"), "null", seconds=2)
+
+
+def test_stall_freezes_a_live_session(clean: Lab) -> None:
+    proc = subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-i",
+         url(clean, "cam-f"), "-t", "6", "-f", "null", "-"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(2)  # ordering only: the session streams before the stall
+        clean.fault("cam-f", "stall")
+        # Unstalled, the remaining seconds of media arrive well within this wait.
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=15)
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_offline_refuses_rtsp(clean: Lab) -> None:
