@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -391,7 +392,12 @@ class CameraLab:
         """Build missing clips, then start the RTSP child, responders and doors."""
         wanted = [s for spec in self.specs.values()
                   for s in clipmod.all_specs(spec.scene, spec.width, spec.height)]
-        built = await asyncio.to_thread(clipmod.ensure_clips, wanted, self.cache_dir)
+        cancel = threading.Event()
+        try:
+            built = await asyncio.to_thread(clipmod.ensure_clips, wanted, self.cache_dir, cancel)
+        except asyncio.CancelledError:
+            cancel.set()  # Ctrl-C during a cold start: start no more encodes
+            raise
         children: list[dict[str, Any]] = []
         for spec in self.specs.values():
             clips = {v: built[clipmod.ClipSpec(spec.scene, spec.width, spec.height, v)]

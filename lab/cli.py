@@ -130,10 +130,19 @@ async def _serve_async(loaded: Any, state_dir: Path, args: argparse.Namespace) -
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        await site.start()
-    except Exception as e:
-        print(f"camnet lab: could not start: {e}", file=sys.stderr)
+    # Ctrl-C during a (cold, slow) start stops the start too.
+    starting = asyncio.ensure_future(site.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await starting
+        print("camnet lab: interrupted while starting", file=sys.stderr)
+        return 130
+    stopping.cancel()
+    if starting.exception() is not None:
+        print(f"camnet lab: could not start: {starting.exception()}", file=sys.stderr)
         return EXIT_UNKNOWN
     try:
         print(site.table())

@@ -19,10 +19,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+T = TypeVar("T")
 FPS = 10
 # The moving element crosses the picture once per loop. 7 s is prime to the usual check intervals
 # (10, 15, 20, 30, 60 s): grabs one interval apart never see the same phase of the loop, which
@@ -272,16 +276,28 @@ def ensure_clip(spec: ClipSpec, cache_dir: Path | None = None) -> Clip:
     return clip
 
 
-def ensure_clips(specs: list[ClipSpec], cache_dir: Path | None = None) -> dict[ClipSpec, Clip]:
-    """Every clip in specs, encoding the missing ones in parallel (one ffmpeg per core)."""
+def ensure_clips(specs: list[ClipSpec], cache_dir: Path | None = None,
+                 cancel: threading.Event | None = None) -> dict[ClipSpec, Clip]:
+    """Every clip in specs, encoding the missing ones in parallel (one ffmpeg per core).
+
+    Setting `cancel` stops starting new encodes (the running ones finish) and raises ClipError.
+    """
     unique = list(dict.fromkeys(specs))
     workers = max(1, min(len(unique), os.cpu_count() or 1))
     root = cache_dir or default_cache_dir()
+
+    def unless_cancelled(fn: Callable[[ClipSpec], T]) -> Callable[[ClipSpec], T]:
+        def run(spec: ClipSpec) -> T:
+            if cancel is not None and cancel.is_set():
+                raise ClipError("clip generation cancelled")
+            return fn(spec)
+        return run
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
         missing = [s for s in unique if not (root / "clips" / s.key() / "snapshot.jpg").exists()]
         scenes = {ClipSpec(s.scene, s.width, s.height, "ok"): None for s in missing}
-        list(pool.map(lambda s: background(s, root), scenes))
-        clips = list(pool.map(lambda s: ensure_clip(s, cache_dir), unique))
+        list(pool.map(unless_cancelled(lambda s: background(s, root)), scenes))
+        clips = list(pool.map(unless_cancelled(lambda s: ensure_clip(s, cache_dir)), unique))
     _prune(root, unique)
     return {c.spec: c for c in clips}
 

@@ -222,15 +222,16 @@ class LabSite:
 
     def table(self) -> str:
         """A short human table of what runs where."""
-        lines = [f"{'DEVICE':<16} {'ADDRESS':<12} {'SERVES':<60}"]
-        for cid, c in self.describe()["cameras"].items():
-            auth = ", RTSP digest" if c["rtsp_auth"] else ""
-            lines.append(f"{cid:<16} {c['address']:<12} ONVIF :{c['onvif'].split(':')[2][:4]}"
-                         f" {c['vendor']}, RTSP {c['width']}x{c['height']}{auth}")
+        lines = [f"{'DEVICE':<16} {'ADDRESS':<12} SERVES"]
+        for spec in self.cameras.specs.values():
+            auth = " digest auth" if spec.rtsp_auth else ""
+            lines.append(
+                f"{spec.id:<16} {spec.address:<12} ONVIF tcp/{spec.onvif_port} ({spec.vendor}), "
+                f"RTSP tcp/{spec.rtsp_port} {spec.width}x{spec.height}{auth}")
         for ap in self.aps:
             port = self.loaded.target(ap).options["snmp_port"]
             what = "SNMP v2c+v3" if self.snmp is not None else f"NOT SERVED ({self.snmp_error})"
-            lines.append(f"{ap.id:<16} {ap.address:<12} UDP :{port} {what}")
+            lines.append(f"{ap.id:<16} {ap.address:<12} {what} udp/{port}")
         return "\n".join(lines)
 
     # ------------------------------------------------------------ control API
