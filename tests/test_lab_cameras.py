@@ -131,6 +131,44 @@ def test_camera_states_parse() -> None:
             parse_camera_fault(bad)
 
 
+def test_stall_cut_passes_rtsp_text_and_the_first_media_bytes() -> None:
+    from lab.cameras import STALL_MEDIA_BYTES, FrontDoor
+
+    reply = b"RTSP/1.0 200 OK\r\nCSeq: 5\r\n\r\n"
+    media = b"$\x00\x05\xdc" + bytes(5000)
+    # Not stalled: everything passes and media is counted from the first "$\x00".
+    assert FrontDoor._stall_cut(reply, None, False) == (reply, None)
+    assert FrontDoor._stall_cut(reply + media, None, False) == (reply + media, len(media))
+    # Stalled: the RTSP answer and the first STALL_MEDIA_BYTES of media, then nothing.
+    data, count = FrontDoor._stall_cut(reply + media, None, True)
+    assert data == reply + media[:STALL_MEDIA_BYTES]
+    assert count == STALL_MEDIA_BYTES
+    assert FrontDoor._stall_cut(media, count, True) == (b"", STALL_MEDIA_BYTES)
+
+
+def test_wsse_check_without_a_lab() -> None:
+    from lxml import etree
+
+    from lab.onvif_responder import AuthRejected, OnvifCamera, check_wsse
+
+    camera = OnvifCamera(id="c", vendor="axis", address="127.0.0.1", onvif_port=1, rtsp_port=2,
+                         username="admin", password="pw", serial="s", snapshot=lambda: b"")
+    created = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    good = etree.fromstring(_soap(created, b"0123456789abcdef", "pw"))
+    check_wsse(good, camera)
+    with pytest.raises(AuthRejected, match="replayed"):
+        check_wsse(good, camera)
+    with pytest.raises(AuthRejected, match="wrong password"):
+        check_wsse(etree.fromstring(_soap(created, b"fedcba9876543210", "nope")), camera)
+    camera.clock_offset_s = 600  # the camera's clock runs 10 minutes ahead
+    with pytest.raises(AuthRejected, match="clock"):
+        check_wsse(etree.fromstring(_soap(created, b"x" * 16, "pw")), camera)
+    no_token = etree.fromstring(b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope">'
+                                b"<s:Body/></s:Envelope>")
+    with pytest.raises(AuthRejected, match="no UsernameToken"):
+        check_wsse(no_token, camera)
+
+
 # ---------------------------------------------------------------- RTSP
 
 
