@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import os
 import re
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -323,6 +324,21 @@ def test_offline_refuses_rtsp(clean: Lab) -> None:
         capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S, check=False)
     assert proc.returncode != 0
     assert "Connection refused" in proc.stderr
+
+
+def test_hang_rtsp_accepts_and_never_answers(clean: Lab) -> None:
+    clean.fault("cam-d", "hang")
+    address = clean.camera("cam-d")["address"]
+    with socket.create_connection((address, 8554), timeout=5) as sock:  # TCP is accepted
+        sock.sendall(f"OPTIONS rtsp://{address}:8554/ RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode())
+        sock.settimeout(3)
+        with pytest.raises(TimeoutError):
+            sock.recv(1024)
+    proc = subprocess.run(
+        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-timeout", "2000000",
+         url(clean, "cam-d")], capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S,
+        check=False)
+    assert proc.returncode != 0
 
 
 def test_auth_fault_makes_rtsp_answer_401(clean: Lab) -> None:
