@@ -42,7 +42,7 @@ from probes.base import CheckResult, Credentials, Target
 from probes.snmp import METRICS, SnmpSettings, probe_snmp
 from probes.snmp_client import close_managers
 
-DATA = Path(__import__("snmpsim_data").__file__).parent / "data"
+DATA = Path(str(__import__("snmpsim_data").__file__)).parent / "data"
 BASE = "127.0.11."
 FIRST_HOST = 100  # agents at 127.0.11.100 and up; tests use the low addresses
 EXPORTER = "127.0.11.250:9116"
@@ -164,17 +164,21 @@ async def camnet_run(devices: int, rounds: int, settings: SnmpSettings, freeze: 
     registry = CollectorRegistry()
     records: dict[str, Any] = {}
     if render == "daemon":
-        # The daemon's own exporter: State + DeviceCollector (verdict and bookkeeping included).
+        # The daemon's own /metrics path: State + DeviceCollector (verdict and bookkeeping
+        # included) + the scheduler's metrics, rendered by monitor.exporter.metrics_text.
         from monitor.config import ApProfile
-        from monitor.exporter import DeviceCollector
+        from monitor.exporter import DeviceCollector, metrics_text
+        from monitor.scheduler import SchedulerMetrics
         from monitor.state import DeviceRecord, State
 
         state = State()
         for t in targets:
             records[t.id] = state.devices[t.id] = DeviceRecord(t, ApProfile(kind="ap"))
-        registry.register(DeviceCollector(state))  # type: ignore[arg-type]
+        SchedulerMetrics(registry)
+        collector = DeviceCollector(state)
+        freeze = True  # the daemon freezes its start-up heap (monitor/daemon.py)
     else:
-        registry.register(ResultsCollector(results, {t.id: t.labels for t in targets}))  # type: ignore[arg-type]
+        registry.register(ResultsCollector(results, {t.id: t.labels for t in targets}))
     loop = asyncio.get_running_loop()
     # One warm-up round (module detection, caches), not measured: the daemon runs for months.
     for t, st in zip(targets, states, strict=True):
@@ -194,7 +198,7 @@ async def camnet_run(devices: int, rounds: int, settings: SnmpSettings, freeze: 
             if records:
                 records[t.id].results["snmp"] = r
             varbinds += int(r.facts["values"])
-        size += len(generate_latest(registry))
+        size += len(metrics_text(collector, registry) if records else generate_latest(registry))
     cpu = time.process_time() - cpu0
     close_managers()
     if v3 or settings.mode == "pysnmp":

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.metrics_core import Metric
 
 from monitor.state import DeviceRecord, State
 from probes import METRICS
@@ -33,26 +33,72 @@ OWN_METRICS: dict[str, MetricDef] = {
 }
 
 
-class _Families:
-    """Metric families under construction, one per metric name."""
+SampleGroup = tuple[Mapping[str, str], Iterable[Sample]]
 
-    def __init__(self) -> None:
-        self.families: dict[str, Metric] = {}
 
-    def add(self, sample: Sample, base: dict[str, str]) -> None:
-        definition = METRICS.get(sample.name) or OWN_METRICS.get(sample.name) or _FALLBACK
-        if definition.kind == "counter":
-            family_name = sample.name.removesuffix("_total")
-            mtype = "counter"
-        else:
-            family_name, mtype = sample.name, "gauge"
-        family = self.families.get(family_name)
-        if family is None:
-            family = Metric(family_name, definition.help, mtype)
-            self.families[family_name] = family
-        labels = {**base, **sample.labels}
-        name = family_name + "_total" if mtype == "counter" else family_name
-        family.add_sample(name, labels, sample.value)
+def _escape(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return value
+
+
+def _number(value: float) -> str:
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    return ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+
+
+@dataclass(slots=True)
+class _Family:
+    name: str  # as exposed: counters end in _total
+    kind: str
+    help: str
+    lines: list[str]
+
+
+def _family_for(name: str) -> _Family:
+    definition = METRICS.get(name) or OWN_METRICS.get(name) or _FALLBACK
+    kind = "counter" if definition.kind == "counter" else "gauge"
+    if kind == "counter" and not name.endswith("_total"):
+        name += "_total"
+    return _Family(name, kind, definition.help, [])
+
+
+def render_groups(groups: Iterable[SampleGroup]) -> str:
+    """Prometheus text (format 0.0.4) for (device labels, samples) groups.
+
+    Written by hand rather than through prometheus_client's generate_latest: with 100 access
+    points its per-sample label escaping was most of the daemon's CPU (bench/snmp.py). Each
+    device's label string is built once per scrape here.
+    """
+    families: dict[str, _Family] = {}
+    for base, samples in groups:
+        base_text = _labels(base)
+        for sample in samples:
+            family = families.get(sample.name)
+            if family is None:
+                family = families[sample.name] = _family_for(sample.name)
+            extra = sample.labels
+            if not extra:
+                text = base_text
+            elif any(k in base for k in extra):  # a sample label overrides a device label
+                text = _labels({**base, **extra})
+            else:
+                text = f"{base_text},{_labels(extra)}" if base_text else _labels(extra)
+            series = f"{family.name}{{{text}}}" if text else family.name
+            family.lines.append(f"{series} {_number(sample.value)}\n")
+    out: list[str] = []
+    for family in families.values():
+        help_text = family.help.replace("\\", "\\\\").replace("\n", "\\n")
+        out.append(f"# HELP {family.name} {help_text}\n# TYPE {family.name} {family.kind}\n")
+        out.extend(family.lines)
+    return "".join(out)
 
 
 def check_samples(
@@ -77,18 +123,6 @@ def device_samples(rec: DeviceRecord) -> Iterator[Sample]:
     yield from check_samples(rec.results, rec.verdict() if rec.complete else None)
 
 
-SampleGroup = tuple[Mapping[str, str], Iterable[Sample]]
-
-
-def families(groups: Iterable[SampleGroup]) -> list[Metric]:
-    """Metric families from (device labels, samples) groups."""
-    fam = _Families()
-    for base, samples in groups:
-        for sample in samples:
-            fam.add(sample, dict(base))
-    return list(fam.families.values())
-
-
 def _site_samples(state: State) -> Iterator[SampleGroup]:
     for site in state.sites.values():
         labels = {"commune": site.commune, "site": site.id, "site_name": site.name}
@@ -98,32 +132,26 @@ def _site_samples(state: State) -> Iterator[SampleGroup]:
 
 
 class DeviceCollector:
-    """A custom collector: families built fresh at every scrape from the latest results."""
+    """Builds the per-device series fresh at every scrape from the latest results, so a device
+    removed from the config leaves no stale series."""
 
     def __init__(self, state: State) -> None:
         self.state = state
 
-    def collect(self) -> Iterator[Metric]:
-        """Yield the current families; removed devices are simply absent."""
+    def render(self) -> str:
+        """The device and site series as Prometheus text."""
         groups = [(rec.target.labels, device_samples(rec)) for rec in list(self.state.devices.values())]
-        yield from families([*groups, *_site_samples(self.state)])
+        return render_groups([*groups, *_site_samples(self.state)])
 
 
-class _OneShot:
-    """A collector over fixed groups of samples."""
-
-    def __init__(self, groups: list[SampleGroup]) -> None:
-        self.groups = groups
-
-    def collect(self) -> Iterator[Metric]:
-        yield from families(self.groups)
+def metrics_text(collector: DeviceCollector, registry: CollectorRegistry) -> bytes:
+    """The whole /metrics answer: device series, then the daemon's own metrics."""
+    return collector.render().encode() + generate_latest(registry)
 
 
 def render_text(groups: Iterable[SampleGroup]) -> bytes:
     """Prometheus text for a few devices' samples (the /probe answer, the CLI's metric views)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_OneShot([(base, list(samples)) for base, samples in groups]))
-    return generate_latest(registry)
+    return render_groups(groups).encode()
 
 
 @dataclass
@@ -131,6 +159,7 @@ class WebHooks:
     """What the web app needs from the daemon."""
 
     registry: CollectorRegistry
+    collector: DeviceCollector
     state: State
     alive: Callable[[], bool]
     reload: Callable[[], Awaitable[tuple[bool, list[str]]]]
@@ -143,7 +172,7 @@ def build_app(hooks: WebHooks) -> web.Application:
     app = web.Application()
 
     async def metrics(_: web.Request) -> web.Response:
-        body = generate_latest(hooks.registry)
+        body = metrics_text(hooks.collector, hooks.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:

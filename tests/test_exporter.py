@@ -115,3 +115,30 @@ async def test_reload_removes_series_and_bad_config_keeps_old(running) -> None: 
     _, text = await get("/metrics")
     assert series(text, "camnet_config_last_reload_successful")[()] == 0.0
     assert {dict(k)["ap"] for k in series(text, "camnet_ap_up")} == {"ap-01"}
+
+
+def test_renderer_escapes_and_formats_like_prometheus_expects() -> None:
+    from monitor.exporter import render_text
+    from probes.base import Sample
+
+    base = {"commune": "daron", "site": 'thôn "1"\\x', "ap": "ap-1"}
+    samples = [
+        Sample("camnet_ap_up", 1),
+        Sample("camnet_ap_interface_receive_bytes_total", 12345678901234.0, {"interface": "eth0\nx"}),
+        Sample("camnet_ping_rtt_seconds", float("nan")),
+        Sample("camnet_ap_wifi_clients", float("inf"), {"radio": "5GHz"}),
+        Sample("camnet_ap_info", 1, {"site": "overridden", "sys_descr": "Nhà văn hóa"}),
+    ]
+    text = render_text([(base, samples), ({}, [Sample("camnet_site_info", 1.0)])]).decode()
+    check = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True)
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+    parsed = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for fam in text_string_to_metric_families(text) for s in fam.samples}
+    key = tuple(sorted({**base, "interface": "eth0\nx"}.items()))
+    assert parsed[("camnet_ap_interface_receive_bytes_total", key)] == 12345678901234.0
+    assert "# TYPE camnet_ap_interface_receive_bytes_total counter" in text
+    info = tuple(sorted({**base, "site": "overridden", "sys_descr": "Nhà văn hóa"}.items()))
+    assert parsed[("camnet_ap_info", info)] == 1.0
+    radio = tuple(sorted({**base, "radio": "5GHz"}.items()))
+    assert parsed[("camnet_ap_wifi_clients", radio)] == float("inf")
+    assert "camnet_site_info 1.0\n" in text

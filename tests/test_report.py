@@ -210,8 +210,8 @@ def test_debug_view_has_log_metrics_settings_and_no_secret() -> None:
     cam = render_debug(camera_report(rtsp_ok=False))
     assert "check=rtsp failed reason=auth_failed" in cam
     assert "DESCRIBE rtsp://127.0.2.1:8554/Streaming/Channels/101 -> 401" in cam
-    assert 'camnet_camera_problem{camera="cam-daron-01",commune="daron",' \
-           'problem="no_stream",site="daron-01"} 1.0' in cam
+    assert 'camnet_camera_problem{commune="daron",site="daron-01",camera="cam-daron-01",' \
+           'problem="no_stream"} 1.0' in cam
     assert "max_clock_offset: 30.0" in cam
 
 
