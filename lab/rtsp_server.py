@@ -119,7 +119,11 @@ class Camera:
     def _on_media_configure(self, factory, media):
         appsrc = media.get_element().get_child_by_name("src")
         state = {"variant": None, "index": 0, "n": 0}
-        appsrc.set_property("max-buffers", 2) if appsrc.find_property("max-buffers") else None
+        # Queue at most two access units, so a fault switch shows within 0.2 s.
+        if appsrc.find_property("max-buffers") is not None:  # GStreamer >= 1.20
+            appsrc.set_property("max-buffers", 2)
+        else:
+            appsrc.set_property("max-bytes", 1)
         appsrc.connect("need-data", self._on_need_data, state)
 
     def _keyframe_now(self, units):
