@@ -312,6 +312,16 @@ async def _stream_uri(target: Target, state: dict[str, Any], deadline: float,
     return await onvif.discover_stream_uri(target, state, deadline, auth_backoff)
 
 
+def _no_frame(result: CheckResult, state: dict[str, Any]) -> CheckResult:
+    """Finish a check that got no frame: the last decoded one stays available (for alerts)."""
+    last = state.get("last_frame_time")
+    result.add("camnet_camera_last_frame_timestamp_seconds", last)
+    if state.get("last_frame_jpeg"):
+        result.artifacts["last_frame_jpeg"] = state["last_frame_jpeg"]
+        result.facts["last_frame_age"] = round(time.time() - float(last or 0), 1)
+    return result
+
+
 async def probe_rtsp(
     target: Target, settings: RtspSettings, state: dict[str, Any], deadline: float
 ) -> CheckResult:
@@ -319,22 +329,19 @@ async def probe_rtsp(
     result = CheckResult("rtsp", success=False)
     problems = dict.fromkeys(RTSP_PROBLEMS, False)
     result.problems = problems
-    last = state.get("last_frame_time")
     uri, why = await _stream_uri(target, state, deadline, result, settings.auth_backoff)
     if uri is None:
         result.reason = why or "no_stream"
         result.message = f"no stream URI ({result.reason})"
         problems[REASON_PROBLEM.get(result.reason, "no_stream")] = True
-        result.add("camnet_camera_last_frame_timestamp_seconds", last)
-        return result
+        return _no_frame(result, state)
     result.facts["stream_uri"] = redact(uri)
     if onvif.in_auth_backoff(settings.auth_backoff, state):
         # Cameras count failed RTSP logins towards the same lockout as ONVIF ones.
         result.reason = "auth_failed"
         result.message = "credentials rejected earlier; not retried yet"
         problems["auth_failed"] = True
-        result.add("camnet_camera_last_frame_timestamp_seconds", last)
-        return result
+        return _no_frame(result, state)
     result.debug(f"grabbing {redact(uri)} over {settings.transport}")
     try:
         grab = await get_pool().grab(with_credentials(uri, target), deadline, settings.transport,
@@ -348,8 +355,7 @@ async def probe_rtsp(
         elif e.reason == "no_stream" and not target.options.get("rtsp_url"):
             state.pop("stream_uri", None)  # ONVIF may announce another URI next time
         result.debug(f"grab failed: {e.reason}: {e}")
-        result.add("camnet_camera_last_frame_timestamp_seconds", last)
-        return result
+        return _no_frame(result, state)
     h = grab.header
     now = time.time()
     state["last_frame_time"] = now

@@ -253,6 +253,8 @@ async def test_device_fault_is_its_own_problem(
         assert results["rtsp"].success
     else:
         assert status is Status.CRITICAL
+        # The last decoded frame stays available for the alert.
+        assert results["rtsp"].artifacts["last_frame_jpeg"][:2] == b"\xff\xd8"
 
 
 @pytest.mark.lab
