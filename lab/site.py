@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,7 +218,8 @@ class LabSite:
         aps = {ap.id: {"address": ap.address,
                        "port": self.loaded.target(ap).options["snmp_port"],
                        "simulated": self.snmp is not None} for ap in self.aps}
-        return {"ready": True, "devices": self.status(), "cameras": cams, "aps": aps,
+        return {"ready": True, "pid": os.getpid(), "devices": self.status(), "cameras": cams,
+                "aps": aps,
                 "startup_seconds": round(self.startup_seconds, 2)}
 
     def table(self) -> str:

@@ -135,6 +135,15 @@ def start_lab(config_path: Path, control: str, state_dir: Path, *,
     """Start `python -m monitor lab` and wait until every camera port answers."""
     state_dir.mkdir(parents=True, exist_ok=True)
     lock_fd = _lock(control)
+    # A lab started by hand (or by a script that does not take the lock) may hold the
+    # addresses: wait for it to go away rather than talk to it by mistake.
+    control_host, _, control_port = control.rpartition(":")
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    while _port_open(control_host, int(control_port)):
+        if time.monotonic() > deadline:
+            os.close(lock_fd)
+            raise LabError(f"another lab keeps running at {control}")
+        time.sleep(2.0)
     log_path = state_dir / "lab.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -152,7 +161,7 @@ def start_lab(config_path: Path, control: str, state_dir: Path, *,
                 raise LabError(f"the lab exited with {proc.returncode}:\n{lab.log()}")
             try:
                 status, info = _http(control, "/status")
-                if status == 200 and info.get("ready"):
+                if status == 200 and info.get("ready") and info.get("pid") == proc.pid:
                     lab.info = info
                     break
             except (OSError, ValueError):
