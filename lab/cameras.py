@@ -17,7 +17,6 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,16 +195,12 @@ class FrontDoor:
                                       and fault.name != previous.name):
             self.drop_connections()
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         try:
             if self.fault.name == "hang":
                 # Accept and never answer; read and discard until the client gives up.
