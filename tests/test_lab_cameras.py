@@ -521,7 +521,7 @@ async def test_onvif_hang_times_out_and_offline_refuses(clean: Lab) -> None:
         await asyncio.open_connection(clean.camera("cam-d")["address"], 8080)
 
 
-async def test_onvif_slow_answers_late(clean: Lab) -> None:
+async def test_slow_answers_late_on_both_ports(clean: Lab) -> None:
     clean.fault("cam-d", "slow=2")
     address = clean.camera("cam-d")["address"]
     started = time.monotonic()
@@ -530,6 +530,17 @@ async def test_onvif_slow_answers_late(clean: Lab) -> None:
         assert r.status == 200
         await r.read()
     assert time.monotonic() - started >= 2.0  # a lower bound: it cannot be early
+    started = time.monotonic()
+    async with asyncio.timeout(20):
+        reader, writer = await asyncio.open_connection(address, 8554)
+        try:
+            writer.write(f"OPTIONS rtsp://{address}:8554/ RTSP/1.0\r\nCSeq: 1\r\n\r\n"
+                         .encode())
+            await writer.drain()
+            assert (await reader.readline()).startswith(b"RTSP/1.0 200")
+        finally:
+            writer.close()
+    assert time.monotonic() - started >= 2.0
 
 
 def test_control_api_rejects_unknown_device_and_state(cams: Lab) -> None:
