@@ -194,9 +194,9 @@ def noc() -> dict[str, Any]:
                 ),
                 Panel(
                     "stat",
-                    "Điểm mất kết nối / Sites unreachable",
+                    "Điểm mất kết nối / Sites down",
                     [
-                        (f"sum(camnet_site:unreachable{{{SEL}}})", "sites"),
+                        (f"sum(camnet_site:down{{{SEL}}})", "sites"),
                     ],
                     w=4,
                     h=5,
