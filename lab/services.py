@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -148,6 +149,16 @@ class Alertmanager(Server):
         return list(http_json(f"{self.url}/api/v2/alerts"))
 
 
+def ensure_free(listen: str) -> None:
+    """Raise ServiceError when something already listens on HOST:PORT (a leftover server would
+    otherwise answer our readiness checks in place of the one we start)."""
+    host, _, port = listen.rpartition(":")
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.settimeout(1.0)
+        if sock.connect_ex((host.strip("[]"), int(port))) == 0:
+            raise ServiceError(f"{listen} is already in use")
+
+
 def _spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     log = log_path.open("ab")
     try:
@@ -216,6 +227,7 @@ def start_prometheus(
     evaluation_interval: str | None = None,
 ) -> Prometheus:
     """Start Prometheus on `listen` (host:port, loopback) with data under workdir; wait until ready."""
+    ensure_free(listen)
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "prometheus.yml"
     doc = prometheus_config(scrape_target, alertmanager, scrape_interval, evaluation_interval)
@@ -243,6 +255,7 @@ def start_alertmanager(
     workdir: Path, listen: str, sink_url: str, route_overrides: dict[str, str] | None = None
 ) -> Alertmanager:
     """Start Alertmanager on `listen` with receivers posting to the sink; wait until ready."""
+    ensure_free(listen)
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "alertmanager.yml"
     cfg.write_text(

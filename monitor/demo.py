@@ -152,7 +152,7 @@ Ctrl-C stops everything.
 
 def run(args: argparse.Namespace) -> int:
     """Start everything, print where to look, wait for Ctrl-C, stop everything."""
-    from lab.services import ServiceError, alerting_stack
+    from lab.services import ServiceError, alerting_stack, ensure_free
     from lab.webhook_sink import WebhookSink, format_notification
 
     try:
@@ -174,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         py = [sys.executable, "-m", "monitor"]
         try:
+            for hostport in (args.lab_control, listen, args.prometheus, args.alertmanager, args.sink):
+                ensure_free(hostport)  # a leftover would answer our readiness checks
             print(
                 "camnet demo: starting the lab (the first start encodes video clips: a minute or two)...",
                 flush=True,

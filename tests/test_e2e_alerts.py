@@ -17,11 +17,15 @@ last test checks that none of them ever alerted. bench/alert_latency.py runs 10 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -306,3 +310,100 @@ def test_every_dashboard_panel_returns_data(stack: AlertingStack) -> None:
     pytest.skip(
         f"probers not built yet ({', '.join(sorted(stubs))}); panels without data:\n" + "\n".join(missing)
     )
+
+
+DEMO_HOST = "127.0.14.30"
+
+
+def demo_config(tmp: Path) -> Path:
+    """Two halls of Đạ Ròn (a camera and an AP each) on this file's own loopback addresses."""
+    doc = yaml.safe_load((ROOT / "config" / "camnet.yaml").read_text(encoding="utf-8"))
+    doc["server"]["listen"] = f"{DEMO_HOST}:19830"
+    doc["sites"] = [s for s in doc["sites"] if s["id"] in ("daron-01", "daron-02")]
+    doc["cameras"] = [{**c, "address": f"127.0.14.{40 + i}"} for i, c in enumerate(doc["cameras"][:2])]
+    doc["aps"] = [{**a, "address": f"127.0.14.{50 + i}"} for i, a in enumerate(doc["aps"][:2])]
+    (tmp / "secrets").symlink_to(ROOT / "config" / "secrets")
+    path = tmp / "camnet.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_demo_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    """`camnet demo` (behind `make demo`) on a two-hall config: healthy, then Ctrl-C, nothing left."""
+    config = demo_config(tmp_path)
+    addr = {
+        "prometheus": f"{DEMO_HOST}:19090",
+        "alertmanager": f"{DEMO_HOST}:19093",
+        "sink": f"{DEMO_HOST}:19099",
+    }
+    out = (tmp_path / "demo.out").open("w+b")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "demo",
+            "--config",
+            str(config),
+            "--lab-control",
+            f"{DEMO_HOST}:19839",
+            "--workdir",
+            str(tmp_path / "work"),
+            *[f"--{k}={v}" for k, v in addr.items()],
+        ],
+        cwd=ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+
+        def output() -> str:
+            return (tmp_path / "demo.out").read_text(encoding="utf-8", errors="replace")
+
+        wait(
+            "the demo's banner",
+            lambda: "everything is running" in output() or proc.poll() is not None,
+            timeout=400,
+        )
+        assert proc.poll() is None, output()
+        text = output()
+        assert (
+            f"http://{addr['prometheus']}/alerts" in text and "camnet lab fault cam-daron-01 offline" in text
+        )
+
+        def targets() -> list[dict[str, Any]]:
+            with urllib.request.urlopen(f"http://{addr['prometheus']}/api/v1/targets", timeout=10) as resp:
+                return list(json.loads(resp.read())["data"]["activeTargets"])
+
+        scraped = wait(
+            "Prometheus to scrape the demo's camnet",
+            lambda: [t for t in targets() if t["health"] == "up"],
+            timeout=60,
+        )
+        assert [t["scrapeUrl"] for t in scraped] == [f"http://{DEMO_HOST}:19830/metrics"]
+        for url in (
+            f"http://{addr['alertmanager']}/-/ready",
+            f"http://{DEMO_HOST}:19830/healthz",
+            f"http://{DEMO_HOST}:19839/status",
+        ):
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                assert resp.status == 200, url
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, output()
+        assert "camnet demo: stopping" in output()
+        for hostport in (*addr.values(), f"{DEMO_HOST}:19830", f"{DEMO_HOST}:19839", "127.0.14.40:8080"):
+            host, port = hostport.rsplit(":", 1)
+            with socket.socket() as s:
+                s.settimeout(1)
+                assert s.connect_ex((host, int(port))) != 0, f"{hostport} still open after the demo stopped"
+    finally:
+        if proc.poll() is None:  # a failed assertion: let the demo stop its children first
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        out.close()
