@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import inspect
 import logging
 import signal
 import sys
@@ -24,6 +23,7 @@ from monitor.logs import event, register_secrets, setup_logging
 from monitor.report import render_debug, render_metrics
 from monitor.scheduler import Scheduler, SchedulerMetrics
 from monitor.state import DeviceRecord, State
+from probes import rtsp
 
 log = logging.getLogger("camnet.daemon")
 
@@ -65,7 +65,7 @@ class Daemon:
     async def start(self, loaded: LoadedConfig) -> None:
         """Apply the first config, start the jobs and the HTTP server."""
         self._apply_loaded(loaded)
-        await warm_up_probers()
+        await warm_up_probers(loaded)
         self.scheduler.start()
         hooks = WebHooks(
             registry=self.registry, collector=self.collector, state=self.state, alive=self.scheduler.alive,
@@ -124,23 +124,26 @@ class Daemon:
         try:
             async with asyncio.timeout(SHUTDOWN_BUDGET):
                 await self.scheduler.stop()
+                await rtsp.shutdown()
         except TimeoutError:
             event(log, logging.WARNING, "some checks did not stop in time; exiting anyway")
 
 
-async def warm_up_probers() -> None:
-    """Let probers pay their one-time costs (WSDL parsing...) before the first checks."""
-    from probes import onvif
+async def warm_up_probers(loaded: LoadedConfig) -> None:
+    """Let probers pay their one-time costs before the first checks: ONVIF parses its WSDLs,
+    RTSP starts grab workers sized to the cameras' RTSP concurrency."""
+    from probes import onvif, rtsp
 
-    warm = getattr(onvif, "warm_up", None)
-    if warm is None:
+    cameras = loaded.config.cameras
+    if not cameras:
         return
-    try:
-        outcome = warm()
-        if inspect.isawaitable(outcome):
-            await outcome
-    except Exception as e:  # warm-up is an optimisation; the checks still run without it
-        event(log, logging.WARNING, "ONVIF warm-up failed", error=f"{type(e).__name__}: {e}")
+    size = max(loaded.profile_for(c).rtsp.concurrency for c in cameras)  # type: ignore[union-attr]
+    steps = {"onvif": onvif.warm_up(), "rtsp": rtsp.warm_up(workers=min(2, size), size=size)}
+    outcomes = await asyncio.gather(*steps.values(), return_exceptions=True)
+    for name, outcome in zip(steps, outcomes, strict=True):
+        if isinstance(outcome, Exception):  # an optimisation only: the checks still run without it
+            error = f"{type(outcome).__name__}: {outcome}"
+            event(log, logging.WARNING, f"{name} warm-up failed", error=error)
 
 
 async def serve(config_path: Path, listen: str | None = None) -> int:

@@ -56,6 +56,15 @@ aps:
     return cfg
 
 
+def children_of(pid: int) -> list[int]:
+    """Direct children of a process (from /proc)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out += [int(x) for x in text]
+    return out
+
+
 class Daemon:
     """A `camnet run` child process with its log captured to a file."""
 
@@ -124,10 +133,14 @@ def test_sighup_reload_sigterm_and_logfmt(tmp_path: Path, daemon_factory: list[D
     time.sleep(1.0)
     assert "camnet_config_last_reload_successful 1.0" in d.get("/metrics")[1]
 
+    children = children_of(d.proc.pid)
+    assert children, "the daemon starts RTSP grab workers at start"
     t0 = time.monotonic()
     d.proc.send_signal(signal.SIGTERM)
     assert d.proc.wait(timeout=5) == 0
     assert time.monotonic() - t0 < 5
+    time.sleep(0.5)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()], "grab workers outlived camnet"
     lines = d.log.read_text().splitlines()
     assert any(line.startswith("ts=") and 'msg="camnet started"' in line for line in lines), lines
     assert any('msg="config reload failed; keeping the previous config"' in line for line in lines)
