@@ -244,6 +244,7 @@ async def test_picture_fault_is_its_own_problem(
 @pytest.mark.lab
 @pytest.mark.parametrize(("fault", "expected"), [
     ("offline", "unreachable"), ("hang", "no_stream"), ("slow=30", "no_stream"),
+    ("stall", "no_stream"),
     ("auth", "auth_failed"), ("clock=+600", "clock_drift"),
 ])
 async def test_device_fault_is_its_own_problem(
