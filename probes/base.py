@@ -48,7 +48,8 @@ class CheckSettings(StrictModel):
     enabled: bool = True
     interval: Duration = 30.0
     timeout: Duration = 10.0
-    max_backoff: Duration = Field(default=300.0, description="cap of the retry interval while down")
+    # Capped low: a camera back after hours must not wait minutes for its recovery to be seen.
+    max_backoff: Duration = Field(default=60.0, description="cap of the retry interval while down")
     concurrency: int = Field(default=32, ge=1, le=1024, description="checks of this kind at once")
 
 
