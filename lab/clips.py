@@ -38,7 +38,7 @@ VARIANTS = ("ok", "black", "frozen", "blurred", "moved", "dark")
 SCENES = ("fractal", "meadow", "market", "pattern")
 RESOLUTIONS = ((640, 360), (1280, 720), (1920, 1080))
 # Bump when a filter below changes, so cached clips are rebuilt.
-GENERATOR_VERSION = "9"
+GENERATOR_VERSION = "10"
 FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf",
     "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
@@ -170,9 +170,14 @@ def _graph(spec: ClipSpec) -> str:
              f"fontsize={clock_size}:fontcolor=white:box=1:boxcolor=black@0.5")
     # The still is decoded once and looped inside the graph (`-loop 1` on the input would
     # decode the PNG again for every frame: most of the encoding time).
-    return (f"[0:v]format=rgb24,{_buildings(spec)},loop=loop=-1:size=1,"
+    # A turned camera sees another part of the scene, but people still walk through it: turn
+    # the background before the moving element is drawn, or the crop can cut it out and leave
+    # a picture that only the clock changes (which rightly looks frozen).
+    turned = _variant_filter(spec) if spec.variant == "moved" else "null"
+    after = "null" if spec.variant == "moved" else _variant_filter(spec)
+    return (f"[0:v]format=rgb24,{_buildings(spec)},{turned},loop=loop=-1:size=1,"
             f"setpts=N/{FPS}/TB,format=rgb24[bg];"
-            f"{moving},{_variant_filter(spec)},{clock},format=yuv420p")
+            f"{moving},{after},{clock},format=yuv420p")
 
 
 def background(spec: ClipSpec, root: Path) -> Path:
