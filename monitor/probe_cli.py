@@ -29,7 +29,7 @@ from monitor.config import (
     load_config,
 )
 from monitor.report import LANGS, UI, render_debug, render_json, render_text
-from probes import CHECKS_BY_KIND
+from probes import CHECKS_BY_KIND, rtsp
 from probes.base import Credentials, Status, Target, parse_duration
 
 PROG = "camnet probe"
@@ -398,6 +398,14 @@ def use_color(args: argparse.Namespace) -> bool:
             and sys.stdout.isatty())
 
 
+async def _check_once(target: Target, profile: Any, budget: float | None) -> DeviceReport:
+    """One full check, then stop the grab workers it started (they would die with us anyway)."""
+    try:
+        return await check_device(target, profile, {}, budget=budget)
+    finally:
+        await rtsp.shutdown()
+
+
 def run(args: argparse.Namespace) -> int:
     """Run `camnet probe camera|ap`; returns the plugin exit code."""
     secrets: list[str] = []
@@ -405,8 +413,7 @@ def run(args: argparse.Namespace) -> int:
         target, profile = resolve_target(args)
         secrets = secret_values(target)
         profile = one_shot_profile(profile, args.skip)
-        report = asyncio.run(check_device(target, profile, {},
-                                          budget=args.timeout))
+        report = asyncio.run(_check_once(target, profile, args.timeout))
         code = int(report.status)
         frame_error: str | None = None
         frame_saved: str | None = None
