@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from monitor.checks import DeviceReport, check_device, redact, secret_values
+from monitor.checks import DeviceReport, build_report, check_device, redact, secret_values
 from monitor.config import (
     DEFAULT_CONFIG,
     SNMP_AUTH_PROTOCOLS,
@@ -398,10 +398,33 @@ def use_color(args: argparse.Namespace) -> bool:
             and sys.stdout.isatty())
 
 
+# `frozen` compares two pictures; the daemon has its previous check, a one-shot probe grabs a
+# second keyframe in a new session this much later (a live camera sends a new session its
+# next keyframe, so the two are never the same frame of a working stream).
+SECOND_GRAB_AFTER = 1.0
+
+
 async def _check_once(target: Target, profile: Any, budget: float | None) -> DeviceReport:
-    """One full check, then stop the grab workers it started (they would die with us anyway)."""
+    """One full check (cameras: plus a second grab for `frozen`), then stop the grab workers."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    state: dict[str, Any] = {}
     try:
-        return await check_device(target, profile, {}, budget=budget)
+        report = await check_device(target, profile, state, budget=budget)
+        first = report.results.get("rtsp")
+        if target.kind != "camera" or first is None or not first.success:
+            return report
+        left = None if budget is None else budget - (loop.time() - started) - SECOND_GRAB_AFTER
+        if left is not None and left < first.duration + 0.5:
+            return report  # no time for a second picture: report the first one
+        await asyncio.sleep(SECOND_GRAB_AFTER)
+        others = [c for c in CHECKS_BY_KIND["camera"] if c != "rtsp"]
+        again = await check_device(target, one_shot_profile(profile, others), state, budget=left)
+        second = again.results.get("rtsp")
+        if second is None:
+            return report
+        second.debug(f"second grab {SECOND_GRAB_AFTER:g}s after the first, for the frozen check")
+        return build_report(target, {**report.results, "rtsp": second}, profile, started=report.started)
     finally:
         await rtsp.shutdown()
 

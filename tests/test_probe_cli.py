@@ -355,6 +355,16 @@ def test_lab_camera_faults(lab: Path, capsys: pytest.CaptureFixture[str]) -> Non
                            "ping", "--timeout", "15s", "--json")
     data = json.loads(out)
     assert code == 2 and "black" in data["reasons"], out
+    # A one-shot probe sees a frozen picture too: it grabs a second keyframe to compare.
+    lab_fault("frozen")
+    code, out, _ = run_cli(capsys, "camera", "cam-daron-01", "--config", str(lab), "--skip",
+                           "ping", "--timeout", "15s", "--json")
+    data = json.loads(out)
+    assert code == 2 and data["reasons"] == ["frozen"], out
+    lab_fault("ok")
+    code, out, _ = run_cli(capsys, "camera", "cam-daron-01", "--config", str(lab), "--skip",
+                           "ping", "--timeout", "15s", "--json")
+    assert code == 0, out
     lab_fault("hang")
     code, out, _ = run_cli(capsys, "camera", "cam-daron-01", "--config", str(lab), "--skip",
                            "ping", "--timeout", "4s")
