@@ -266,38 +266,49 @@ class CommunitySession:
                       max_repetitions: int = 0) -> Response:
         """Send one PDU (retrying on silence) and return the matching answer."""
         proto, addr = await self._connect()
-        lock = proto.locks.get(addr)
-        if lock is None:
-            lock = proto.locks[addr] = asyncio.Lock()
         request_id = _next_request_id()
         message = encode_request(self.version, self.community, pdu_type, request_id, list(oids),
                                  non_repeaters, max_repetitions)
-        loop = asyncio.get_running_loop()
-        async with lock:  # one request in flight per device, whoever asks
-            transport = proto.transport
-            assert transport is not None
-            for attempt in range(self.retries + 1):
-                future: asyncio.Future[Response] = loop.create_future()
-                proto.pending[addr] = _Pending(request_id, self.community, future)
-                self.stats.requests += 1
-                self.stats.retries += attempt > 0
-                try:
-                    transport.sendto(message, addr)
-                    async with asyncio.timeout(self.timeout):
-                        resp = await future
-                except TimeoutError:
-                    continue
-                except OSError as exc:
-                    raise SnmpUnreachable(f"cannot send to {addr[0]}: {exc}") from exc
-                finally:
-                    proto.pending.pop(addr, None)
-                if resp.pdu_type == REPORT:
-                    raise SnmpBadReply("unexpected Report PDU to a community request")
-                self.stats.varbinds += len(resp.oids)
-                return resp
-        raise SnmpTimeout(
-            f"no answer from {addr[0]}:{addr[1]} after {self.retries + 1} tries of {self.timeout:g}s"
-        )
+        resp = await exchange(proto, addr, message,
+                              lambda future: _Pending(request_id, self.community, future),
+                              self.timeout, self.retries, self.stats)
+        if resp.pdu_type == REPORT:
+            raise SnmpBadReply("unexpected Report PDU to a community request")
+        return resp
+
+
+async def exchange(proto: _ManagerProtocol, addr: tuple[str, int], message: bytes,
+                   pending: Callable[[asyncio.Future[Response]], _Pending],
+                   request_timeout: float, retries: int, stats: Stats) -> Response:
+    """Send one message and wait for its answer, re-sending on silence; one request in flight
+    per device, whoever asks (v1/v2c and SNMPv3 sessions alike)."""
+    lock = proto.locks.get(addr)
+    if lock is None:
+        lock = proto.locks[addr] = asyncio.Lock()
+    loop = asyncio.get_running_loop()
+    async with lock:
+        transport = proto.transport
+        assert transport is not None
+        for attempt in range(retries + 1):
+            future: asyncio.Future[Response] = loop.create_future()
+            proto.pending[addr] = pending(future)
+            stats.requests += 1
+            stats.retries += attempt > 0
+            try:
+                transport.sendto(message, addr)
+                async with asyncio.timeout(request_timeout):
+                    resp = await future
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                raise SnmpUnreachable(f"cannot send to {addr[0]}: {exc}") from exc
+            finally:
+                proto.pending.pop(addr, None)
+            stats.varbinds += len(resp.oids)
+            return resp
+    raise SnmpTimeout(
+        f"no answer from {addr[0]}:{addr[1]} after {retries + 1} tries of {request_timeout:g}s"
+    )
 
 
 # ---------------------------------------------------------------- get and walk

@@ -7,7 +7,6 @@ AES-CFB privacy, built on `cryptography` and hashlib; PDUs are encoded and decod
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import itertools
@@ -40,10 +39,10 @@ from probes.snmp_client import (
     SnmpAuthError,
     SnmpBadReply,
     SnmpTimeout,
-    SnmpUnreachable,
     Stats,
     _manager,
     _Pending,
+    exchange,
     resolve,
 )
 
@@ -301,34 +300,9 @@ class UsmSession:
         if self._addr is None:
             self._family, self._addr = await resolve(self.host, self.port)
         proto = await _manager(self._family)
-        addr = self._addr
-        lock = proto.locks.get(addr)
-        if lock is None:
-            lock = proto.locks[addr] = asyncio.Lock()
-        loop = asyncio.get_running_loop()
-        async with lock:
-            transport = proto.transport
-            assert transport is not None
-            for attempt in range(self.retries + 1):
-                future: asyncio.Future[Response] = loop.create_future()
-                proto.pending[addr] = _Pending(msg_id, b"", future, self.decode)
-                self.stats.requests += 1
-                self.stats.retries += attempt > 0
-                try:
-                    transport.sendto(message, addr)
-                    async with asyncio.timeout(self.timeout):
-                        resp = await future
-                except TimeoutError:
-                    continue
-                except OSError as exc:
-                    raise SnmpUnreachable(f"cannot send to {addr[0]}: {exc}") from exc
-                finally:
-                    proto.pending.pop(addr, None)
-                self.stats.varbinds += len(resp.oids)
-                return resp
-        raise SnmpTimeout(
-            f"no answer from {addr[0]}:{addr[1]} after {self.retries + 1} tries of {self.timeout:g}s"
-        )
+        return await exchange(proto, self._addr, message,
+                              lambda future: _Pending(msg_id, b"", future, self.decode),
+                              self.timeout, self.retries, self.stats)
 
     async def _discover(self) -> None:
         msg_id = next(_msg_ids) & 0x7FFFFFFF

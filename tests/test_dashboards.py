@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from lab.services import Prometheus, start_prometheus
+from probes.camera import PROBLEMS
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "dashboards"
@@ -139,17 +140,6 @@ def test_every_expression_parses(tmp_path: Path) -> None:
 # ---- every panel returns data from a real Prometheus scraping a synthetic camnet -------------
 
 SITES = [("daron", "daron-01", "vnpt"), ("tutra", "tutra-03", "viettel")]
-PROBLEMS = (
-    "unreachable",
-    "auth_failed",
-    "no_stream",
-    "black",
-    "frozen",
-    "blurred",
-    "moved",
-    "dark",
-    "clock_drift",
-)
 
 
 def synthetic_metrics(t: float) -> str:
