@@ -158,6 +158,27 @@ def dashboard(
     }
 
 
+def up_share_by(label: str, vi: str, en: str, dev: str) -> Panel:
+    """A bar per commune/operator: the share of its devices that are up."""
+    return Panel(
+        "bargauge",
+        f"Tỉ lệ thiết bị hoạt động theo {vi} / Devices up by {en}",
+        [(f"sum by ({label}) ({dev}) / count by ({label}) ({dev})", f"{{{{{label}}}}}")],
+        w=8,
+        h=7,
+        unit="percentunit",
+        min=0,
+        max=1,
+        instant=True,
+        thresholds=[(None, "red"), (0.8, "orange"), (0.95, "green")],
+        options={
+            "orientation": "horizontal",
+            "displayMode": "gradient",
+            "reduceOptions": {"calcs": ["lastNotNull"]},
+        },
+    )
+
+
 def noc() -> dict[str, Any]:
     """NOC overview: per commune and operator, devices up, open problems, worst sites."""
     dev = f"camnet_device:up{{{SEL}}}"
@@ -230,44 +251,8 @@ def noc() -> dict[str, Any]:
                 ),
             ],
             [
-                Panel(
-                    "bargauge",
-                    "Tỉ lệ thiết bị hoạt động theo xã / Devices up by commune",
-                    [
-                        (f"sum by (commune) ({dev}) / count by (commune) ({dev})", "{{commune}}"),
-                    ],
-                    w=8,
-                    h=7,
-                    unit="percentunit",
-                    min=0,
-                    max=1,
-                    instant=True,
-                    thresholds=[(None, "red"), (0.8, "orange"), (0.95, "green")],
-                    options={
-                        "orientation": "horizontal",
-                        "displayMode": "gradient",
-                        "reduceOptions": {"calcs": ["lastNotNull"]},
-                    },
-                ),
-                Panel(
-                    "bargauge",
-                    "Tỉ lệ thiết bị hoạt động theo nhà mạng / Devices up by operator",
-                    [
-                        (f"sum by (operator) ({dev}) / count by (operator) ({dev})", "{{operator}}"),
-                    ],
-                    w=8,
-                    h=7,
-                    unit="percentunit",
-                    min=0,
-                    max=1,
-                    instant=True,
-                    thresholds=[(None, "red"), (0.8, "orange"), (0.95, "green")],
-                    options={
-                        "orientation": "horizontal",
-                        "displayMode": "gradient",
-                        "reduceOptions": {"calcs": ["lastNotNull"]},
-                    },
-                ),
+                up_share_by("commune", "xã", "commune", dev),
+                up_share_by("operator", "nhà mạng", "operator", dev),
                 Panel(
                     "piechart",
                     "Sự cố theo loại / Open problems by type",
