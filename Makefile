@@ -38,7 +38,7 @@ demo: install
 	$(BIN)/python -m monitor demo
 
 lint: install-python
-	$(BIN)/ruff check monitor probes lab tests bench
+	$(BIN)/ruff check monitor probes lab tests bench dashboards config
 	$(BIN)/mypy
 
 test: install lint
