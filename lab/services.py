@@ -10,6 +10,7 @@ with `--cluster.listen-address=` (no gossip port on 0.0.0.0).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -159,6 +160,21 @@ def ensure_free(listen: str) -> None:
             raise ServiceError(f"{listen} is already in use")
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child before exec: have Linux send it SIGTERM when its parent dies.
+
+    Children run in their own sessions (so a terminal's Ctrl-C reaches only the parent, which
+    stops them in order); this covers the parent being killed outright, which would otherwise
+    leave servers holding their ports. SIGTERM, not SIGKILL: the lab and the daemon then stop
+    their own children.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     log = log_path.open("ab")
     try:
@@ -170,6 +186,7 @@ def _spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None) -
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             env=env,
+            preexec_fn=die_with_parent,
         )
     finally:
         log.close()

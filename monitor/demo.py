@@ -74,9 +74,12 @@ def _split(hostport: str) -> tuple[str, int]:
 @contextlib.contextmanager
 def child(name: str, argv: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A child process in its own session, logging to a file; SIGTERM then SIGKILL on exit."""
+    from lab.services import die_with_parent
+
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=die_with_parent,
         )
     try:
         yield proc
@@ -166,7 +169,10 @@ def run(args: argparse.Namespace) -> int:
     def on_term(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and Python keeps an
+    # inherited SIG_IGN, so Ctrl-C would do nothing to a demo started from a script.
     previous = signal.signal(signal.SIGTERM, on_term)
+    previous_int = signal.signal(signal.SIGINT, on_term)
     with contextlib.ExitStack() as stack:
         workdir = args.workdir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="camnet-demo-"))
@@ -237,4 +243,5 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         finally:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
     return EXIT_OK

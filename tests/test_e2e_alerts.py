@@ -357,6 +357,8 @@ def test_demo_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> N
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        # As a shell starts a background job: SIGINT ignored. Ctrl-C must still stop the demo.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
 
@@ -408,3 +410,44 @@ def test_demo_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> N
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
         out.close()
+
+
+def test_demo_killed_outright_leaves_no_server_behind(tmp_path: Path) -> None:
+    """The demo's children run in their own sessions; if the demo is SIGKILLed they still stop."""
+    config = demo_config(tmp_path)
+    addr = {"prometheus": f"{DEMO_HOST}:19090", "alertmanager": f"{DEMO_HOST}:19093",
+            "sink": f"{DEMO_HOST}:19099"}
+    log = tmp_path / "demo.out"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "demo", "--config", str(config),
+             "--lab-control", f"{DEMO_HOST}:19839", "--workdir", str(tmp_path / "work"),
+             *[f"--{k}={v}" for k, v in addr.items()]],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    ports = [*addr.values(), f"{DEMO_HOST}:19830", f"{DEMO_HOST}:19839", "127.0.14.40:8080"]
+
+    def open_ports() -> list[str]:
+        found = []
+        for hostport in ports:
+            host, port = hostport.rsplit(":", 1)
+            with socket.socket() as s:
+                s.settimeout(1)
+                if s.connect_ex((host, int(port))) == 0:
+                    found.append(hostport)
+        return found
+
+    try:
+        wait("the demo's banner",
+             lambda: "everything is running" in log.read_text(errors="replace") or proc.poll() is not None,
+             timeout=240)
+        assert proc.poll() is None, log.read_text(errors="replace")
+        assert len(open_ports()) == len(ports)
+        proc.kill()
+        proc.wait(10)
+        wait("every server of the demo to stop", lambda: not open_ports(), timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
