@@ -54,6 +54,7 @@ class SchedulerMetrics:
 
 @dataclass
 class _Pools:
+    size: int
     healthy: asyncio.Semaphore
     failing: asyncio.Semaphore
 
@@ -134,9 +135,10 @@ class Scheduler:
                 settings: CheckSettings = getattr(rec.profile, check)
                 wanted[check] = max(wanted.get(check, 1), settings.concurrency)
         for check, size in wanted.items():
-            if check not in self._pools:
+            if check not in self._pools or self._pools[check].size != size:
+                # A reload may change the limit: runs under way release the old semaphores.
                 failing = max(1, int(size * FAILING_POOL_SHARE))
-                self._pools[check] = _Pools(asyncio.Semaphore(size), asyncio.Semaphore(failing))
+                self._pools[check] = _Pools(size, asyncio.Semaphore(size), asyncio.Semaphore(failing))
 
     def _start_device(self, device_id: str) -> None:
         rec = self.state.devices[device_id]

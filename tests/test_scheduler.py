@@ -149,3 +149,17 @@ async def test_reload_removes_stale_jobs_and_adds_new(tmp_path: Path) -> None:
         await sched.stop()
         await a.stop()
         await b.stop()
+
+
+async def test_reload_resizes_the_concurrency_pools(tmp_path: Path) -> None:
+    cfg = tmp_path / "camnet.yaml"
+    ap_config(cfg, [("ap-01", "127.0.13.70", PORT)])
+    state = State()
+    state.load(load_config(cfg))
+    sched = Scheduler(state, SchedulerMetrics(CollectorRegistry()), probers={"snmp": line_probe})
+    sched._size_pools()
+    assert sched._pools["snmp"].size == 64  # SnmpSettings default
+    cfg.write_text(cfg.read_text().replace("max_backoff: 4s}", "max_backoff: 4s, concurrency: 5}"))
+    await sched.apply(*state.load(load_config(cfg)))
+    assert sched._pools["snmp"].size == 5
+    await sched.stop()
