@@ -218,18 +218,9 @@ def _camera_address(args: argparse.Namespace) -> tuple[Target, CameraProfile]:
     onvif_port: int = args.onvif_port or DEFAULT_ONVIF_PORT
     skip_onvif = False
     if "://" in text:
-        parts = urlsplit(text)
-        scheme = parts.scheme.lower()
-        if parts.username is not None or parts.password is not None:
-            raise ProbeError("credentials in the URL are not accepted (other users can read the "
-                             f"command line); use --user with --password-file or ${ENV_PASSWORD}")
-        try:
-            url_port = parts.port
-        except ValueError as e:
-            raise ProbeError("the port in the URL is not a number from 1 to 65535") from e
-        if not parts.hostname:
-            raise ProbeError(f"{scheme}:// address without a host")
-        host = _host(parts.hostname)
+        scheme = urlsplit(text).scheme.lower()
+        host, url_port = _split_url(text, " (other users can read the command line); use --user "
+                                          f"with --password-file or ${ENV_PASSWORD}")
         if scheme in ("rtsp", "rtsps"):
             rtsp_url = text
             skip_onvif = args.onvif_port is None
@@ -255,6 +246,20 @@ def _camera_address(args: argparse.Namespace) -> tuple[Target, CameraProfile]:
     return Target(host, "camera", host, {"camera": host}, auth, options), profile
 
 
+def _split_url(text: str, where_credentials_go: str) -> tuple[str, int | None]:
+    """Host and port of a TARGET URL; credentials in it, a bad port or no host are errors."""
+    parts = urlsplit(text)
+    if parts.username is not None or parts.password is not None:
+        raise ProbeError(f"credentials in the URL are not accepted{where_credentials_go}")
+    try:
+        port = parts.port
+    except ValueError as e:
+        raise ProbeError("the port in the URL is not a number from 1 to 65535") from e
+    if not parts.hostname:
+        raise ProbeError(f"{parts.scheme.lower()}:// address without a host")
+    return _host(parts.hostname), port
+
+
 def _ap_address(args: argparse.Namespace) -> tuple[Target, ApProfile]:
     text: str = args.target
     snmp_port: int = args.port or DEFAULT_SNMP_PORT
@@ -263,16 +268,7 @@ def _ap_address(args: argparse.Namespace) -> tuple[Target, ApProfile]:
         if parts.scheme.lower() != "snmp":
             raise ProbeError(f"unsupported scheme {parts.scheme}:// for an access point "
                              "(use snmp://host[:port] or a host)")
-        if parts.username is not None or parts.password is not None:
-            raise ProbeError("credentials in the URL are not accepted; use --community-file "
-                             f"or ${ENV_COMMUNITY}")
-        try:
-            url_port = parts.port
-        except ValueError as e:
-            raise ProbeError("the port in the URL is not a number from 1 to 65535") from e
-        if not parts.hostname:
-            raise ProbeError("snmp:// address without a host")
-        host = _host(parts.hostname)
+        host, url_port = _split_url(text, f"; use --community-file or ${ENV_COMMUNITY}")
         snmp_port = args.port or url_port or DEFAULT_SNMP_PORT
     else:
         host = _host(text)
