@@ -355,8 +355,8 @@ def resolve_target(args: argparse.Namespace) -> tuple[Target, CameraProfile | Ap
 
 def one_shot_profile(profile: CameraProfile | ApProfile,
                      skip: list[str] | None = None) -> CameraProfile | ApProfile:
-    """A profile for a single check: picture problems count at the first bad frame, and the
-    checks in `skip` are disabled."""
+    """A profile for a single check: picture problems count at the first bad frame, every
+    grab brings its JPEG (for --save-frame), and the checks in `skip` are disabled."""
     kind = "camera" if isinstance(profile, CameraProfile) else "ap"
     for check in skip or []:
         if check not in CHECKS_BY_KIND[kind]:
@@ -367,7 +367,7 @@ def one_shot_profile(profile: CameraProfile | ApProfile,
         profile = profile.model_copy(update={check: settings})
     if isinstance(profile, CameraProfile):
         image = profile.rtsp.image.model_copy(update={"consecutive": 1})
-        rtsp = profile.rtsp.model_copy(update={"image": image})
+        rtsp = profile.rtsp.model_copy(update={"image": image, "frame_refresh": 0.0})
         return profile.model_copy(update={"rtsp": rtsp})
     return profile
 

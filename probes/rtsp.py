@@ -84,6 +84,12 @@ class RtspSettings(CheckSettings):
     transport: str = Field(default="tcp", pattern="^(tcp|udp|http)$")
     concurrency: int = Field(default=8, ge=1, le=1024)
     save_frame: bool = Field(default=True, description="keep the last good frame as JPEG")
+    # Encoding the JPEG costs about as much as the picture checks, and a kept frame a minute
+    # old shows the view as well as a fresh one: renew it on this period, and at every check
+    # while the camera or its picture is in trouble (the frame an alert shows must show that).
+    frame_refresh: Duration = Field(
+        default=60.0, description="how often the kept frame is renewed while all is well"
+    )
     auth_backoff: Duration = Field(
         default=600.0, description="pause after a rejected login (shared with ONVIF)"
     )
@@ -312,8 +318,17 @@ async def _stream_uri(target: Target, state: dict[str, Any], deadline: float,
     return await onvif.discover_stream_uri(target, state, deadline, auth_backoff)
 
 
+def frame_due(settings: RtspSettings, state: dict[str, Any], now: float) -> bool:
+    """Whether this grab should also bring back a JPEG of the frame to keep."""
+    if not settings.save_frame:
+        return False
+    taken = state.get("last_frame_jpeg_time")
+    return taken is None or state.get("frame_stale", True) or now - taken >= settings.frame_refresh
+
+
 def _no_frame(result: CheckResult, state: dict[str, Any]) -> CheckResult:
     """Finish a check that got no frame: the last decoded one stays available (for alerts)."""
+    state["frame_stale"] = True  # the first frame after this one is kept, whatever its age
     last = state.get("last_frame_time")
     result.add("camnet_camera_last_frame_timestamp_seconds", last)
     if state.get("last_frame_jpeg"):
@@ -345,7 +360,7 @@ async def probe_rtsp(
     result.debug(f"grabbing {redact(uri)} over {settings.transport}")
     try:
         grab = await get_pool().grab(with_credentials(uri, target), deadline, settings.transport,
-                                     jpeg=settings.save_frame)
+                                     jpeg=frame_due(settings, state, time.time()))
     except GrabError as e:
         result.reason = e.reason
         result.message = str(e)
@@ -374,7 +389,12 @@ async def probe_rtsp(
     if grab.jpeg:
         result.artifacts["frame_jpeg"] = grab.jpeg
         state["last_frame_jpeg"] = grab.jpeg
+        state["last_frame_jpeg_time"] = now
+    elif state.get("last_frame_jpeg"):
+        result.artifacts["last_frame_jpeg"] = state["last_frame_jpeg"]
     report = image.assess(grab.grey, settings.image, state.setdefault("image", {}), now)
+    # A suspect picture (even before it is reported) keeps the kept frame current.
+    state["frame_stale"] = any(report.bad.values())
     result.add("camnet_camera_brightness_ratio", report.brightness)
     result.add("camnet_camera_contrast_ratio", report.contrast)
     result.add("camnet_camera_sharpness", report.sharpness)

@@ -209,7 +209,9 @@ async def test_healthy_camera_is_ok_and_facts_match_ffprobe(
     stream = json.loads(probe.stdout)["streams"][0]
     assert (facts["codec"], facts["width"], facts["height"]) == (
         stream["codec_name"], stream["width"], stream["height"])
-    assert results["rtsp"].artifacts["frame_jpeg"][:2] == b"\xff\xd8"
+    # The second check of a healthy camera keeps the first check's JPEG (frame_refresh).
+    assert "frame_jpeg" not in results["rtsp"].artifacts
+    assert results["rtsp"].artifacts["last_frame_jpeg"][:2] == b"\xff\xd8"
     # No secret anywhere in what a check reports.
     assert PASSWORD not in repr(results)
     assert results["onvif"].facts["vendor"] == clean.camera(cid)["vendor"].upper()
@@ -303,3 +305,14 @@ async def test_save_frame_keeps_the_last_frame(
     stream = json.loads(probe.stdout)["streams"][0]
     assert stream["codec_name"] == "mjpeg" and stream["width"] == rtsp.FRAME_WIDTH
     assert cam.state["last_frame_jpeg"] == jpeg
+    # All is well: the next check does not encode a new JPEG...
+    _, _, results = await cam.check()
+    assert "frame_jpeg" not in results["rtsp"].artifacts
+    assert results["rtsp"].artifacts["last_frame_jpeg"] == jpeg
+    # ...until frame_refresh has passed.
+    cam.rtsp_settings = cam.rtsp_settings.model_copy(update={"frame_refresh": 0.0})
+    taken = cam.state["last_frame_jpeg_time"]
+    _, _, results = await cam.check()
+    assert results["rtsp"].artifacts["frame_jpeg"][:2] == b"\xff\xd8"
+    assert cam.state["last_frame_jpeg_time"] > taken
+

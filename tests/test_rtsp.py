@@ -248,3 +248,15 @@ def test_redact_and_credentials() -> None:
                        {"password": SecretStr("p@ss:/"), "rtsp_password": None})
     t = Target("c", "camera", "127.0.0.1", {}, auth, {})
     assert rtsp.with_credentials("rtsp://127.0.0.1/x", t) == "rtsp://viewer:p%40ss%3A%2F@127.0.0.1/x"
+
+
+def test_frame_due_renews_the_kept_frame_when_it_matters() -> None:
+    settings = rtsp.RtspSettings(frame_refresh=60.0)
+    state: dict[str, Any] = {}
+    assert rtsp.frame_due(settings, state, 1000.0)  # nothing kept yet
+    state.update(last_frame_jpeg_time=1000.0, frame_stale=False)
+    assert not rtsp.frame_due(settings, state, 1059.0)  # healthy and fresh: no JPEG
+    assert rtsp.frame_due(settings, state, 1060.0)  # a minute old
+    state["frame_stale"] = True  # a suspect picture or a failed grab last time
+    assert rtsp.frame_due(settings, state, 1001.0)
+    assert not rtsp.frame_due(settings.model_copy(update={"save_frame": False}), state, 2000.0)
