@@ -264,9 +264,12 @@ _PROFILE_CLASSES: dict[str, type[CameraProfile] | type[ApProfile]] = {
 
 
 class ServerConfig(StrictModel):
-    """The HTTP listener for /metrics, /healthz, /probe and /-/reload."""
+    """The HTTP listener for /metrics, /healthz, /probe, /frame and /-/reload."""
 
     listen: str = "127.0.0.1:9830"
+    # Camera pictures of public places: served only when asked for, since `listen` is often
+    # opened to a Prometheus on another host.
+    frames: bool = Field(default=False, description="serve each camera's kept frame at /frame")
 
     @field_validator("listen")
     @classmethod

@@ -70,6 +70,7 @@ class Daemon:
         hooks = WebHooks(
             registry=self.registry, collector=self.collector, state=self.state, alive=self.scheduler.alive,
             reload=self.reload, probe=self.probe_now,
+            frames=lambda: bool(self.loaded and self.loaded.config.server.frames),
         )
         server = loaded.config.server
         if self.listen:

@@ -135,6 +135,7 @@ def banner(listen: str, args: argparse.Namespace) -> str:
 camnet demo: everything is running on loopback.
 
   camnet metrics   http://{listen}/metrics   (health: /healthz)
+  camnet status    http://{listen}/   (every device; each camera's last frame: /frame?camera=ID)
   Prometheus       {prom}/alerts   (rules and their state)
                    {prom}/graph?g0.expr={q("camnet_device:up == 0")}&g0.tab=1
   Alertmanager     http://{args.alertmanager}/#/alerts

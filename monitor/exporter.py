@@ -5,8 +5,10 @@ from __future__ import annotations
 import html
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from email.utils import formatdate
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -165,6 +167,8 @@ class WebHooks:
     reload: Callable[[], Awaitable[tuple[bool, list[str]]]]
     # Runs every check of a device now; returns the answer body (metrics, or the debug view).
     probe: Callable[[DeviceRecord, bool], Awaitable[str]]
+    # Whether /frame serves camera pictures (server.frames; read at each request: reloadable).
+    frames: Callable[[], bool] = lambda: False
 
 
 def build_app(hooks: WebHooks) -> web.Application:
@@ -206,13 +210,30 @@ def build_app(hooks: WebHooks) -> web.Application:
             return web.Response(text=body)
         return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def frame(request: web.Request) -> web.Response:
+        if not hooks.frames():
+            return web.Response(status=404, text="frames are not served: set server.frames: true\n")
+        cid = request.query.get("camera", "")
+        rec = hooks.state.devices.get(cid)
+        if rec is None or rec.kind != "camera":
+            shown = html.escape(cid[:80])
+            return web.Response(status=404, text=f"no camera {shown!r} in the config\n")
+        jpeg = rec.probe_state.get("last_frame_jpeg")
+        taken = rec.probe_state.get("last_frame_jpeg_time")
+        if not jpeg or taken is None:
+            return web.Response(status=404, text=f"no frame from {cid} yet\n")
+        headers = {"Last-Modified": formatdate(float(taken), usegmt=True), "Cache-Control": "no-store",
+                   "X-Frame-Age-Seconds": f"{max(0.0, time.time() - float(taken)):.0f}"}
+        return web.Response(body=bytes(jpeg), content_type="image/jpeg", headers=headers)
+
     async def index(_: web.Request) -> web.Response:
-        return web.Response(text=_index_html(hooks.state), content_type="text/html")
+        return web.Response(text=_index_html(hooks.state, hooks.frames()), content_type="text/html")
 
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/-/reload", reload)
     app.router.add_get("/probe", probe)
+    app.router.add_get("/frame", frame)
     app.router.add_get("/", index)
     return app
 
@@ -222,16 +243,19 @@ _STATUS_COLOUR = {
 }
 
 
-def _index_html(state: State) -> str:
+def _index_html(state: State, frames: bool = False) -> str:
     rows = []
     for rec in sorted(state.devices.values(), key=lambda r: (r.status != Status.CRITICAL, r.target.id)):
         site = state.sites.get(rec.target.labels.get("site", ""))
         colour = _STATUS_COLOUR[rec.status]
+        extra = ""
+        if frames and rec.kind == "camera":
+            extra = f" · <a href='/frame?camera={html.escape(rec.target.id)}'>frame</a>"
         rows.append(
             f"<tr><td>{html.escape(rec.target.id)}</td><td>{html.escape(site.name if site else '')}</td>"
             f"<td style='color:{colour}'>{rec.status.name}</td>"
             f"<td>{html.escape(', '.join(rec.reasons))}</td>"
-            f"<td><a href='/probe?target={html.escape(rec.target.id)}'>probe</a></td></tr>"
+            f"<td><a href='/probe?target={html.escape(rec.target.id)}'>probe</a>{extra}</td></tr>"
         )
     return (
         "<!doctype html><meta charset='utf-8'><title>camnet</title>"

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -393,6 +394,18 @@ def test_demo_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> N
         ):
             with urllib.request.urlopen(url, timeout=10) as resp:
                 assert resp.status == 200, url
+
+        def frame() -> bytes:
+            cid = yaml.safe_load(config.read_text(encoding="utf-8"))["cameras"][0]["id"]
+            try:
+                with urllib.request.urlopen(f"http://{DEMO_HOST}:19830/frame?camera={cid}",
+                                            timeout=10) as resp:
+                    return bytes(resp.read())
+            except urllib.error.HTTPError:
+                return b""  # 404 until the camera's first RTSP check has run
+
+        # The shipped config serves frames (on loopback): the daemon keeps the lab camera's.
+        assert wait("the first camera's kept frame", frame, timeout=60)[:2] == b"\xff\xd8"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, output()
         assert "camnet demo: stopping" in output()

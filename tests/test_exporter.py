@@ -1,19 +1,26 @@
-"""The daemon's HTTP side in-process: /metrics (checked by promtool), /healthz, /probe, /-/reload."""
+"""The daemon's HTTP side in-process: /metrics (checked by promtool), /healthz, /probe, /frame,
+/-/reload."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import load_config
 from monitor.daemon import Daemon
+from monitor.exporter import DeviceCollector, WebHooks, build_app
+from monitor.state import DeviceRecord, State
 from tests.netpeers import Peer, ap_config, line_probe
 
 PORT = 7000
@@ -142,3 +149,62 @@ def test_renderer_escapes_and_formats_like_prometheus_expects() -> None:
     radio = tuple(sorted({**base, "radio": "5GHz"}.items()))
     assert parsed[("camnet_ap_wifi_clients", radio)] == float("inf")
     assert "camnet_site_info 1.0\n" in text
+
+
+def _camera_app(tmp_path: Path, frames: bool) -> tuple[web.Application, State]:
+    (tmp_path / "cam.password").write_text("frame-test-pw\n")
+    cfg = tmp_path / "camnet.yaml"
+    cfg.write_text(f"""
+server: {{listen: "127.0.13.201:9832", frames: {str(frames).lower()}}}
+defaults: {{camera_auth: cam}}
+communes: [{{id: testc, name: "Xã thử"}}]
+sites: [{{id: s1, commune: testc, name: "Nhà văn hóa thử"}}]
+auths:
+  cam: {{type: onvif, username: admin, password_file: cam.password}}
+  ap: {{type: snmp, version: "2c", community_file: cam.password}}
+cameras:
+  - {{id: cam-01, site: s1, address: 127.0.13.202}}
+  - {{id: cam-02, site: s1, address: 127.0.13.203}}
+aps:
+  - {{id: ap-01, site: s1, address: 127.0.13.204, auth: ap}}
+""")
+    loaded = load_config(cfg)
+    state = State()
+    state.load(loaded)
+    hooks = WebHooks(registry=CollectorRegistry(), collector=DeviceCollector(state), state=state,
+                     alive=lambda: True, reload=_never_reload, probe=_never_probe,
+                     frames=lambda: loaded.config.server.frames)
+    return build_app(hooks), state
+
+
+async def _never_reload() -> tuple[bool, list[str]]:
+    raise AssertionError("not called")
+
+
+async def _never_probe(_rec: DeviceRecord, _debug: bool) -> str:
+    raise AssertionError("not called")
+
+
+async def test_frame_serves_the_kept_jpeg_only_when_enabled(tmp_path: Path) -> None:
+    jpeg = b"\xff\xd8\xff\xe0 a kept frame \xff\xd9"
+    for enabled in (True, False):
+        app, state = _camera_app(tmp_path, enabled)
+        state.devices["cam-01"].probe_state.update(last_frame_jpeg=jpeg,
+                                                   last_frame_jpeg_time=time.time() - 30)
+        async with TestClient(TestServer(app, host="127.0.13.201", port=9832)) as client:
+            r = await client.get("/frame?camera=cam-01")
+            if not enabled:
+                assert r.status == 404 and "server.frames" in await r.text()
+                continue
+            assert r.status == 200 and r.content_type == "image/jpeg"
+            assert await r.read() == jpeg
+            assert r.headers["Cache-Control"] == "no-store"
+            assert 29 <= int(r.headers["X-Frame-Age-Seconds"]) <= 40
+            assert "GMT" in r.headers["Last-Modified"]
+            for query, why in (("cam-02", "no frame from cam-02 yet"),
+                               ("ap-01", "no camera 'ap-01'"), ("127.0.13.202", "no camera"),
+                               ("", "no camera")):
+                r = await client.get(f"/frame?camera={query}")
+                assert r.status == 404 and why in await r.text(), query
+            index = await (await client.get("/")).text()
+            assert "/frame?camera=cam-01" in index and "/frame?camera=ap-01" not in index
