@@ -115,8 +115,8 @@ def rtsp_url(lab: Lab, cid: str) -> str:
 
 
 async def full_check(cfg: LoadedConfig, cid: str, state: dict[str, Any]
-                     ) -> tuple[float, float, bool, float, float, float]:
-    """(cpu s, wall s, ok, ttff s, worker cpu s, onvif cpu s) of one camnet camera check."""
+                     ) -> tuple[float, float, bool, float, float, float, float]:
+    """(cpu s, wall s, ok, ttff s, worker cpu s, onvif cpu s, keyframe bytes) of one check."""
     dev = cfg.device(cid)
     assert dev is not None
     target, profile = cfg.target(dev), cfg.profile_for(dev)
@@ -130,7 +130,7 @@ async def full_check(cfg: LoadedConfig, cid: str, state: dict[str, Any]
     worker = cpu1[1] - cpu0[1]
     cpu = cpu1[0] - cpu0[0] + worker
     return (cpu, wall, o.success and r.success, float(r.facts.get("time_to_first_frame") or 0),
-            worker, onvif_cpu)
+            worker, onvif_cpu, float(r.facts.get("keyframe_bytes") or 0))
 
 
 def floor_grab(url: str) -> float:
@@ -210,6 +210,7 @@ async def measure(cfg: LoadedConfig, lab: Lab, size: str, cid: str, scenario: st
         "wall": statistics.mean(x[1] for x in cam), "wall_max": max(x[1] for x in cam),
         "ffmpeg_wall": statistics.mean(x[1] for x in ff),
         "ttff": statistics.mean(x[3] for x in cam),
+        "keyframe_kb": statistics.mean(x[6] for x in cam) / 1000,
         "fails": sum(not x[2] for x in cam) + sum(not x[2] for x in ff),
     }
 
@@ -237,10 +238,11 @@ async def bench(lab: Lab, cfg: LoadedConfig, rounds: int, scenarios: list[str]) 
               f"{r['ratio_daemon']:12.3f} | {r['floor_ratio']:11.3f} | {r['over_floor']:24.2f}")
     print("Wall seconds per check:")
     print(f"{'size':>10} | {'scenario':>8} | {'camnet mean':>11} | {'max':>5} | "
-          f"{'time to first frame':>19} | {'ffmpeg':>6} | fails")
+          f"{'time to first frame':>19} | {'ffmpeg':>6} | {'keyframe KB':>11} | fails")
     for r in rows:
         print(f"{r['size']:>10} | {r['scenario']:>8} | {r['wall']:11.3f} | {r['wall_max']:5.3f} | "
-              f"{r['ttff']:19.3f} | {r['ffmpeg_wall']:6.3f} | {r['fails']}")
+              f"{r['ttff']:19.3f} | {r['ffmpeg_wall']:6.3f} | {r['keyframe_kb']:11.0f} | "
+              f"{r['fails']}")
     await rtsp.shutdown()
 
 

@@ -88,6 +88,7 @@ FACT_LABELS: dict[str, tuple[str, str]] = {
     "fps": ("frame rate", "số khung hình/giây"),
     "frame_rate": ("frame rate", "số khung hình/giây"),
     "time_to_first_frame_seconds": ("time to first frame", "thời gian tới khung hình đầu"),
+    "keyframe_bytes": ("keyframe size", "cỡ khung hình chính (keyframe)"),
     "brightness_ratio": ("brightness", "độ sáng"),
     "brightness": ("brightness", "độ sáng"),
     "contrast_ratio": ("contrast", "độ tương phản"),
@@ -194,6 +195,8 @@ def format_value(key: str, value: Any, lang: str = "en") -> str:
             return _seconds(float(value), lang)
         if key.endswith("_ratio"):
             return f"{float(value) * 100:.1f} %"
+        if key.endswith("_bytes") and value >= 1000:
+            return f"{float(value) / 1000:.0f} kB"
         if isinstance(value, float):
             return f"{value:.4g}"
         return str(value)

@@ -128,6 +128,7 @@ def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
         ctx.thread_count = 1  # one frame: decoder threads only cost start-up time
         frame = None
         packets = 0
+        keyframe_bytes = 0
         for packet in container.demux(stream):
             packets += 1
             if time.monotonic() - started > timeout or packets > MAX_PACKETS:
@@ -135,6 +136,7 @@ def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
                 return header, b"", b""
             for decoded in packet.decode():
                 frame = decoded
+                keyframe_bytes = packet.size
                 break
             if frame is not None:
                 break
@@ -162,6 +164,7 @@ def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
             pixel_format=frame.format.name,
             grey_shape=list(grey.shape),
             packets=packets,
+            keyframe_bytes=keyframe_bytes,
         )
         return header, np.ascontiguousarray(grey).tobytes(), jpeg
     except Exception as exc:

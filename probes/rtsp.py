@@ -385,6 +385,7 @@ async def probe_rtsp(
     result.facts.update(
         codec=h.get("codec"), profile=h.get("profile"), width=h.get("width"),
         height=h.get("height"), fps=h.get("fps"), time_to_first_frame=h.get("ttff_seconds"),
+        keyframe_bytes=h.get("keyframe_bytes"),
     )
     if grab.jpeg:
         result.artifacts["frame_jpeg"] = grab.jpeg

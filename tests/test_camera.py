@@ -209,6 +209,18 @@ async def test_healthy_camera_is_ok_and_facts_match_ffprobe(
     stream = json.loads(probe.stdout)["streams"][0]
     assert (facts["codec"], facts["width"], facts["height"]) == (
         stream["codec_name"], stream["width"], stream["height"])
+    # The keyframe camnet decoded is the size of the stream's keyframes as ffprobe reads them
+    # (the lab loops a few different ones; a P-frame or the decoded picture would be far off).
+    packets = subprocess.run(
+        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v:0",
+         "-show_entries", "packet=size,flags", "-read_intervals", "%+#40", "-of", "json",
+         url(clean, cid)],
+        capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S, check=False,
+    )
+    assert packets.returncode == 0, packets.stderr
+    keys = [int(p["size"]) for p in json.loads(packets.stdout)["packets"] if "K" in p["flags"]]
+    assert keys and 0.7 * min(keys) <= facts["keyframe_bytes"] <= 1.3 * max(keys), (
+        facts["keyframe_bytes"], keys)
     # The second check of a healthy camera keeps the first check's JPEG (frame_refresh).
     assert "frame_jpeg" not in results["rtsp"].artifacts
     assert results["rtsp"].artifacts["last_frame_jpeg"][:2] == b"\xff\xd8"

@@ -13,6 +13,8 @@ from pydantic import SecretStr
 from monitor.checks import DeviceReport
 from monitor.config import OnvifAuth, SnmpAuth
 from monitor.report import (
+    fact_label,
+    format_value,
     render_debug,
     render_json,
     render_metrics,
@@ -267,3 +269,9 @@ def test_vietnamese_ap_verdict_sentences() -> None:
     assert _word("ping: 30% packet loss", "vi") == "ping: mất 30% gói"
     assert _word("rebooted since the last check", "vi") == "đã khởi động lại từ lần kiểm tra trước"
     assert _word("snmp: timeout (the AP answers ping)", "en") == "snmp: timeout (the AP answers ping)"
+
+
+def test_sizes_in_bytes_read_as_kilobytes() -> None:
+    assert format_value("keyframe_bytes", 487393) == "487 kB"
+    assert format_value("keyframe_bytes", 812) == "812"
+    assert fact_label("keyframe_bytes", "vi") == "cỡ khung hình chính (keyframe)"
