@@ -38,7 +38,7 @@ VARIANTS = ("ok", "black", "frozen", "blurred", "moved", "dark")
 SCENES = ("fractal", "meadow", "market", "pattern")
 RESOLUTIONS = ((640, 360), (1280, 720), (1920, 1080))
 # Bump when a filter below changes, so cached clips are rebuilt.
-GENERATOR_VERSION = "10"
+GENERATOR_VERSION = "11"
 FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf",
     "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
@@ -248,8 +248,10 @@ def _build(spec: ClipSpec, out_dir: Path, root: Path) -> None:
               "-frames:v", str(KEYFRAME_INTERVAL), "-vf", "format=yuv420p", *args, str(h264)])
         still.unlink()
     else:
+        # -r: the looped still comes in at image2's 25 fps, and without it the output would be
+        # 25 fps with every picture repeated (175 frames, a 17.5 s loop when served at FPS).
         _run([*base, *_inputs(spec, root), "-filter_complex", _graph(spec),
-              "-t", str(DURATION_S), *_encoder_args(), str(h264)])
+              "-t", str(DURATION_S), "-r", str(FPS), *_encoder_args(), str(h264)])
     # The snapshot shows the picture two seconds in (the moving element mid-frame).
     frame = 0 if spec.variant == "frozen" else 2 * FPS
     _run([*base, "-i", str(h264), "-vf", f"select=eq(n\\,{frame})", "-frames:v", "1",
