@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import gc
 import logging
 import signal
@@ -114,7 +115,9 @@ class Daemon:
 
     async def probe_now(self, rec: DeviceRecord, debug: bool = False) -> str:
         """Run every check of one device now (for /probe), without touching its stored state."""
-        report = await check_device(rec.target, rec.profile, dict(rec.probe_state))
+        # A deep copy: the probers keep nested memory (the picture history, counters) that a
+        # probe must not advance, or it would shift the daemon's own debounce and baselines.
+        report = await check_device(rec.target, rec.profile, copy.deepcopy(rec.probe_state))
         return render_debug(report) if debug else render_metrics(report)
 
     async def stop(self) -> None:

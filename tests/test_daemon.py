@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -204,3 +205,30 @@ def test_redact_scrubs_url_credentials_and_known_values() -> None:
         assert "rtsp://<secret>@127.0.0.1:554/x" in out
     finally:
         register_secrets([])
+
+
+async def test_probe_now_leaves_the_device_state_alone(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """/probe runs the checks on a copy: nested prober memory (picture history) stays as it was."""
+    from monitor import daemon as daemon_mod
+    from monitor.checks import build_report
+    from monitor.config import load_config
+    from tests.netpeers import ap_config
+
+    cfg = tmp_path / "camnet.yaml"
+    ap_config(cfg, [("ap-01", "127.0.13.101", 7000)])
+    daemon = daemon_mod.Daemon(cfg)
+    daemon._apply_loaded(load_config(cfg))
+    rec = daemon.state.devices["ap-01"]
+    rec.probe_state.update(image={"previous": [1], "streaks": {"frozen": 1}}, answered=3)
+
+    async def mutating_check(target: Any, profile: Any, state: dict[str, Any],
+                             budget: float | None = None) -> Any:
+        state["image"]["previous"].append(2)
+        state["image"]["streaks"]["frozen"] += 1
+        state["answered"] = 4
+        return build_report(target, {}, profile)
+
+    monkeypatch.setattr(daemon_mod, "check_device", mutating_check)
+    await daemon.probe_now(rec)
+    assert rec.probe_state == {"image": {"previous": [1], "streaks": {"frozen": 1}}, "answered": 3}
