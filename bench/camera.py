@@ -12,9 +12,9 @@ sites: camnet and ffmpeg join it mid-GOP and wait for the next keyframe). A thir
 per size is the floor the issue's target was derived from: the same keyframe-only PyAV grab,
 in this process, with nothing else (no worker, no picture checks, no ONVIF).
 
-It starts a private lab on 127.0.12.21-24 (control 127.0.12.252:9839). CPU: this process's
-process_time, the grab workers' and the floor's from /proc/PID/schedstat (ns), ffmpeg's from
-rusage. Targets (issue #5): CPU ≤ 0.1 × ffmpeg's; wall ≤ one keyframe interval + 0.3 s.
+It starts a private lab on 127.0.12.21-24 (control 127.0.12.252:9839). CPU: camnet's side and
+the floor from this process's process_time, the grab workers' from /proc/PID/task/*/schedstat
+(ns), ffmpeg's from rusage. Targets (issue #5): CPU ≤ 0.1 × ffmpeg's; wall ≤ one keyframe interval + 0.3 s.
 """
 
 from __future__ import annotations
