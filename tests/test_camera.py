@@ -244,6 +244,8 @@ async def test_picture_fault_is_its_own_problem(
     # The first picture after the switch is compared with a healthy one; two more raise it.
     _, problems, results = await cam.checks(3)
     assert problems == {fault}, results["rtsp"].facts
+    # While the picture is in trouble every check renews the kept frame (an alert shows it).
+    assert results["rtsp"].artifacts["frame_jpeg"][:2] == b"\xff\xd8"
     clean.fault(cid, "ok")
     _, problems, _ = await cam.checks(1)  # one healthy picture clears it
     assert problems == set()
@@ -327,4 +329,3 @@ async def test_save_frame_keeps_the_last_frame(
     _, _, results = await cam.check()
     assert results["rtsp"].artifacts["frame_jpeg"][:2] == b"\xff\xd8"
     assert cam.state["last_frame_jpeg_time"] > taken
-
