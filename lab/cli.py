@@ -61,12 +61,14 @@ def run(args: argparse.Namespace) -> int:
     return _serve(args)
 
 
-def _request(control: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+def control_request(control: str, path: str, body: dict[str, Any] | None = None,
+                    timeout: float = CONTROL_TIMEOUT_S) -> tuple[int, Any]:
+    """(HTTP status, JSON reply) of one call to a running lab's control API (POST with a body)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(f"http://{control}{path}", data=data,
                                  headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=CONTROL_TIMEOUT_S) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as e:
         try:
@@ -77,7 +79,7 @@ def _request(control: str, path: str, body: dict[str, Any] | None = None) -> tup
 
 def _fault(control: str, device: str, state: str) -> int:
     try:
-        status, reply = _request(control, "/fault", {"device": device, "state": state})
+        status, reply = control_request(control, "/fault", {"device": device, "state": state})
     except (OSError, ValueError) as e:
         print(f"camnet lab fault: the lab is not running at {control} ({e}); "
               "start it with `camnet lab`", file=sys.stderr)
@@ -92,7 +94,7 @@ def _fault(control: str, device: str, state: str) -> int:
 
 def _status(control: str) -> int:
     try:
-        _, reply = _request(control, "/status")
+        _, reply = control_request(control, "/status")
     except (OSError, ValueError) as e:
         print(f"camnet lab status: the lab is not running at {control} ({e})", file=sys.stderr)
         return EXIT_UNKNOWN
