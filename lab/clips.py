@@ -249,7 +249,7 @@ def _build(spec: ClipSpec, out_dir: Path, root: Path) -> None:
         still.unlink()
     else:
         # -r: the looped still comes in at image2's 25 fps, and without it the output would be
-        # 25 fps with every picture repeated (175 frames, a 17.5 s loop when served at FPS).
+        # 25 fps with every picture repeated (173 frames, a 17.3 s loop when served at FPS).
         _run([*base, *_inputs(spec, root), "-filter_complex", _graph(spec),
               "-t", str(DURATION_S), "-r", str(FPS), *_encoder_args(), str(h264)])
     # The snapshot shows the picture two seconds in (the moving element mid-frame).
