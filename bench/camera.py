@@ -135,19 +135,16 @@ async def full_check(cfg: LoadedConfig, cid: str, state: dict[str, Any]
 
 def floor_grab(url: str) -> float:
     """CPU seconds of the bare keyframe-only PyAV grab, in this process (the issue's reference:
-    FIELD-NOTES' "PyAV keyframe-only"), with the grab worker's own options."""
+    FIELD-NOTES' "PyAV keyframe-only"), opened exactly as the grab worker opens streams."""
     import av  # only here: camnet's own process never imports the decoder
+
+    from probes.grab_worker import open_stream
 
     av.logging.set_level(av.logging.PANIC)
     t0 = time.process_time()
-    container = av.open(url, options={"rtsp_transport": "tcp", "analyzeduration": "0",
-                                      "probesize": "32", "timeout": "10000000"},
-                        stream_options=[{"skip_frame": "all", "threads": "1"}])  # type: ignore[list-item]
+    container = open_stream(url, "tcp", 10.0)
     try:
-        stream = container.streams.video[0]
-        stream.codec_context.skip_frame = "NONKEY"
-        stream.codec_context.thread_count = 1
-        for packet in container.demux(stream):
+        for packet in container.demux(container.streams.video[0]):
             if packet.decode():
                 break
     finally:

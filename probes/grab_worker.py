@@ -93,27 +93,40 @@ def _luma(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="gray")
 
 
-def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
-    """Open the stream, decode the first keyframe, return (header, grey bytes, jpeg bytes)."""
-    started = time.monotonic()
-    timeout = float(request.get("timeout", 10.0))
+def open_stream(url: str, transport: str, timeout: float) -> Any:
+    """Open an RTSP stream the fast way, its first video stream set to decode keyframes only."""
     options = {
-        "rtsp_transport": request.get("transport", "tcp"),
+        "rtsp_transport": transport,
         # Stream probing adds ≈ 2–2.5 s to every open; the SDP's sprop-parameter-sets already
         # give codec and size, so probe nothing.
         "analyzeduration": "0",
         "probesize": "32",
         "timeout": str(int(timeout * 1_000_000)),  # socket I/O, µs (not reliable on a stall)
     }
+    # PyAV's own timeout drives FFmpeg's interrupt callback: enough for a refused or silent
+    # open; a stall that defeats it is the parent's business (it kills this process).
+    # skip_frame=all while probing: avformat_find_stream_info would otherwise decode the
+    # first keyframe just to learn its pixel format, and we decode it again (halves the
+    # CPU of a 1080p grab); the SDP's SPS already gives codec and size.
+    container = av.open(url, options=options, timeout=(timeout, timeout),
+                        stream_options=[{"skip_frame": "all", "threads": "1"}])  # type: ignore[list-item]
+    try:
+        for stream in container.streams.video[:1]:
+            stream.codec_context.skip_frame = "NONKEY"  # keyframes only: ≈ 3× less CPU than the GOP
+            stream.codec_context.thread_count = 1  # one frame: threads only cost start-up time
+    except BaseException:
+        container.close()
+        raise
+    return container
+
+
+def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
+    """Open the stream, decode the first keyframe, return (header, grey bytes, jpeg bytes)."""
+    started = time.monotonic()
+    timeout = float(request.get("timeout", 10.0))
     header: dict[str, Any] = {"ok": False}
     try:
-        # PyAV's own timeout drives FFmpeg's interrupt callback: enough for a refused or silent
-        # open; a stall that defeats it is the parent's business (it kills this process).
-        # skip_frame=all while probing: avformat_find_stream_info would otherwise decode the
-        # first keyframe just to learn its pixel format, and we decode it again (halves the
-        # CPU of a 1080p grab); the SDP's SPS already gives codec and size.
-        container = av.open(request["url"], options=options, timeout=(timeout, timeout),
-                            stream_options=[{"skip_frame": "all", "threads": "1"}])  # type: ignore[list-item]
+        container = open_stream(request["url"], request.get("transport", "tcp"), timeout)
     except Exception as exc:
         header.update(reason=_reason(exc, started, timeout), message=describe(exc), stage="open")
         return header, b"", b""
@@ -124,8 +137,6 @@ def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
             return header, b"", b""
         stream = container.streams.video[0]
         ctx = stream.codec_context
-        ctx.skip_frame = "NONKEY"  # keyframes only: ≈ 3× less CPU than decoding the GOP
-        ctx.thread_count = 1  # one frame: decoder threads only cost start-up time
         frame = None
         packets = 0
         keyframe_bytes = 0
