@@ -12,6 +12,11 @@ sites: camnet and ffmpeg join it mid-GOP and wait for the next keyframe). A thir
 per size is the floor the issue's target was derived from: the same keyframe-only PyAV grab,
 in this process, with nothing else (no worker, no picture checks, no ONVIF).
 
+camnet runs with its defaults (`rtsp.picture_stream: smallest`): the 1280x720 lab camera is a
+Hikvision with a 640x360 sub-stream, so its picture is judged there and its main stream only
+waited for; that camera is measured a second time with `picture_stream: main` (the main
+stream decoded), in the same run. ffmpeg and the floor always read the main stream.
+
 It starts a private lab on 127.0.12.21-24 (control 127.0.12.252:9839). CPU: camnet's side and
 the floor from this process's process_time, the grab workers' from /proc/PID/task/*/schedstat
 (ns), ffmpeg's from rusage. Targets (issue #5): CPU ≤ 0.1 × ffmpeg's; wall ≤ one keyframe interval + 0.3 s.
@@ -29,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -37,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lab import clips  # noqa: E402
-from monitor.config import LoadedConfig, load_config  # noqa: E402
+from monitor.config import CameraProfile, LoadedConfig, load_config  # noqa: E402
 from probes import onvif, rtsp  # noqa: E402
 from probes.base import parse_duration  # noqa: E402
 from tests.lab_fixture import Lab, start_lab, stop_lab  # noqa: E402
@@ -114,23 +119,40 @@ def rtsp_url(lab: Lab, cid: str) -> str:
     return url
 
 
-async def full_check(cfg: LoadedConfig, cid: str, state: dict[str, Any]
-                     ) -> tuple[float, float, bool, float, float, float, float]:
-    """(cpu s, wall s, ok, ttff s, worker cpu s, onvif cpu s, keyframe bytes) of one check."""
+class Check(NamedTuple):
+    """One full check as the benchmark saw it."""
+
+    cpu: float  # s, camnet's process + its grab workers
+    wall: float
+    ok: bool
+    ttff: float
+    worker: float  # s of cpu in the grab workers
+    onvif: float  # s of cpu in the ONVIF calls
+    keyframe_bytes: float  # the main stream's keyframe
+    picture: str  # where the picture was judged: "main" or the picture stream's size
+
+
+async def full_check(cfg: LoadedConfig, cid: str, state: dict[str, Any],
+                     picture: str = "smallest") -> Check:
+    """One full check, with `rtsp.picture_stream` = `picture` (`smallest` is the default)."""
     dev = cfg.device(cid)
     assert dev is not None
     target, profile = cfg.target(dev), cfg.profile_for(dev)
+    assert isinstance(profile, CameraProfile)
+    settings = profile.rtsp.model_copy(update={"picture_stream": picture})
     loop = asyncio.get_running_loop()
     cpu0, t0 = camnet_cpu(), time.monotonic()
     o = await onvif.probe_onvif(target, profile.onvif, state, loop.time() + 10)
     onvif_cpu = time.process_time() - cpu0[0]
-    r = await rtsp.probe_rtsp(target, profile.rtsp, state, loop.time() + 10)
+    r = await rtsp.probe_rtsp(target, settings, state, loop.time() + 10)
     wall = time.monotonic() - t0
     cpu1 = camnet_cpu()
     worker = cpu1[1] - cpu0[1]
-    cpu = cpu1[0] - cpu0[0] + worker
-    return (cpu, wall, o.success and r.success, float(r.facts.get("time_to_first_frame") or 0),
-            worker, onvif_cpu, float(r.facts.get("keyframe_bytes") or 0))
+    f = r.facts
+    where = f"{f['picture_width']}x{f['picture_height']}" if "picture_stream" in f else "main"
+    return Check(cpu1[0] - cpu0[0] + worker, wall, o.success and r.success,
+                 float(f.get("time_to_first_frame") or 0), worker, onvif_cpu,
+                 float(f.get("keyframe_bytes") or 0), where)
 
 
 def floor_grab(url: str) -> float:
@@ -171,7 +193,8 @@ def onvif_share() -> float:
 
 
 async def measure(cfg: LoadedConfig, lab: Lab, size: str, cid: str, scenario: str,
-                  rounds: int, state: dict[str, Any], onvif_share: float) -> Row:
+                  rounds: int, state: dict[str, Any], onvif_share: float,
+                  picture: str = "smallest") -> Row:
     """Interleaved rounds of camnet, the ffmpeg CLI and the floor on one stream."""
     # The very URI camnet reads (ONVIF's answer): the lab shares one media per URI, so a
     # recorder, camnet and ffmpeg on it see the same stream at the same time.
@@ -185,15 +208,15 @@ async def measure(cfg: LoadedConfig, lab: Lab, size: str, cid: str, scenario: st
             assert recorder.poll() is None, "the recorder could not open the stream"
         cam, ff, floor = [], [], []
         for _ in range(rounds):  # interleaved: all three see the same stream at the same time
-            cam.append(await full_check(cfg, cid, state))
+            cam.append(await full_check(cfg, cid, state, picture))
             ff.append(await asyncio.to_thread(ffmpeg_grab, url))
             floor.append(floor_grab(url))
     finally:
         if recorder is not None:
             recorder.terminate()
             recorder.wait(10)
-    c_cpu = statistics.mean(x[0] for x in cam)
-    onvif_cpu = statistics.mean(x[5] for x in cam)
+    c_cpu = statistics.mean(x.cpu for x in cam)
+    onvif_cpu = statistics.mean(x.onvif for x in cam)
     f_cpu = statistics.mean(x[0] for x in ff)
     fl_cpu = statistics.mean(floor)
     # The daemon runs ONVIF every 60 s and RTSP every 15 s (default profile): per RTSP check,
@@ -201,14 +224,15 @@ async def measure(cfg: LoadedConfig, lab: Lab, size: str, cid: str, scenario: st
     c_daemon = c_cpu - onvif_cpu + onvif_share * onvif_cpu
     return {
         "size": size, "scenario": scenario, "camnet": c_cpu,
-        "decoder": statistics.mean(x[4] for x in cam), "onvif": onvif_cpu, "ffmpeg": f_cpu,
+        "picture": "/".join(sorted({x.picture for x in cam})),
+        "decoder": statistics.mean(x.worker for x in cam), "onvif": onvif_cpu, "ffmpeg": f_cpu,
         "floor": fl_cpu, "ratio": c_cpu / f_cpu, "ratio_daemon": c_daemon / f_cpu,
         "floor_ratio": fl_cpu / f_cpu, "over_floor": (c_cpu - onvif_cpu) / fl_cpu,
-        "wall": statistics.mean(x[1] for x in cam), "wall_max": max(x[1] for x in cam),
+        "wall": statistics.mean(x.wall for x in cam), "wall_max": max(x.wall for x in cam),
         "ffmpeg_wall": statistics.mean(x[1] for x in ff),
-        "ttff": statistics.mean(x[3] for x in cam),
-        "keyframe_kb": statistics.mean(x[6] for x in cam) / 1000,
-        "fails": sum(not x[2] for x in cam) + sum(not x[2] for x in ff),
+        "ttff": statistics.mean(x.ttff for x in cam),
+        "keyframe_kb": statistics.mean(x.keyframe_bytes for x in cam) / 1000,
+        "fails": sum(not x.ok for x in cam) + sum(not x[2] for x in ff),
     }
 
 
@@ -216,28 +240,36 @@ async def bench(lab: Lab, cfg: LoadedConfig, rounds: int, scenarios: list[str]) 
     await onvif.warm_up()
     await rtsp.warm_up(workers=1, size=2)
     states: dict[str, dict[str, Any]] = {cid: {} for cid in SIZES.values()}
-    for cid in SIZES.values():  # first contact: stream URI via ONVIF, baselines
+    for cid in SIZES.values():  # first contact: stream URIs via ONVIF, baselines
         await full_check(cfg, cid, states[cid])
     share = onvif_share()
-    rows = [await measure(cfg, lab, size, cid, scenario, rounds, states[cid], share)
-            for scenario in scenarios for size, cid in SIZES.items()]
+    rows = []
+    for scenario in scenarios:
+        for size, cid in SIZES.items():
+            rows.append(await measure(cfg, lab, size, cid, scenario, rounds, states[cid], share))
+            if rows[-1]["picture"] != "main":  # the same camera with its main stream decoded
+                rows.append(await measure(cfg, lab, size, cid, scenario, rounds, states[cid],
+                                          share, picture="main"))
     keyframe_s = clips.KEYFRAME_INTERVAL / clips.FPS
     print(f"rounds per size: {rounds}; keyframe interval of the lab clips: {keyframe_s:g} s; "
           f"wall target ≤ {keyframe_s + 0.3:g} s; CPU target ratio ≤ 0.10; ONVIF share in the "
           f"daemon {share:g}")
     print("CPU seconds per check (means):")
-    print(f"{'size':>10} | {'scenario':>8} | {'camnet':>7} | {'decoder':>7} | {'onvif':>6} | "
+    print(f"{'size':>10} | {'picture':>7} | {'scenario':>8} | {'camnet':>7} | {'decoder':>7} | "
+          f"{'onvif':>6} | "
           f"{'floor':>6} | {'ffmpeg':>6} | {'ratio':>5} | {'daemon ratio':>12} | "
           f"{'floor ratio':>11} | {'camnet w/o onvif ÷ floor':>24}")
     for r in rows:
-        print(f"{r['size']:>10} | {r['scenario']:>8} | {r['camnet']:7.4f} | {r['decoder']:7.4f} | "
+        print(f"{r['size']:>10} | {r['picture']:>7} | {r['scenario']:>8} | {r['camnet']:7.4f} | "
+              f"{r['decoder']:7.4f} | "
               f"{r['onvif']:6.4f} | {r['floor']:6.4f} | {r['ffmpeg']:6.4f} | {r['ratio']:5.3f} | "
               f"{r['ratio_daemon']:12.3f} | {r['floor_ratio']:11.3f} | {r['over_floor']:24.2f}")
     print("Wall seconds per check:")
-    print(f"{'size':>10} | {'scenario':>8} | {'camnet mean':>11} | {'max':>5} | "
+    print(f"{'size':>10} | {'picture':>7} | {'scenario':>8} | {'camnet mean':>11} | {'max':>5} | "
           f"{'time to first frame':>19} | {'ffmpeg':>6} | {'keyframe KB':>11} | fails")
     for r in rows:
-        print(f"{r['size']:>10} | {r['scenario']:>8} | {r['wall']:11.3f} | {r['wall_max']:5.3f} | "
+        print(f"{r['size']:>10} | {r['picture']:>7} | {r['scenario']:>8} | {r['wall']:11.3f} | "
+              f"{r['wall_max']:5.3f} | "
               f"{r['ttff']:19.3f} | {r['ffmpeg_wall']:6.3f} | {r['keyframe_kb']:11.0f} | "
               f"{r['fails']}")
     await rtsp.shutdown()

@@ -49,6 +49,10 @@ VENDOR_PATHS = {
                   "/Streaming/Channels/102"],
     "axis": ["/onvif-media/media.amp", "/axis-media/media.amp"],
 }
+# A Hikvision camera larger than this also streams its sub-stream (ONVIF Profile_2 and _3,
+# recorded at 704x480) at this size, on the channels Hikvision numbers x02 and x03.
+SUB_SIZE = (640, 360)
+SUB_PATHS = {"hikvision": ["/Streaming/Channels/102", "/Streaming/Channels/103"]}
 
 
 class FaultError(ValueError):
@@ -115,9 +119,22 @@ class CameraSpec:
         return f"DS-2DF7276-AEL20140613CCWR{int(h[:8], 16) % 10**9:09d}"
 
     @property
+    def sub_size(self) -> tuple[int, int] | None:
+        """The size of the camera's sub-stream, or None when it has none smaller than main."""
+        if self.vendor in SUB_PATHS and self.width * self.height > SUB_SIZE[0] * SUB_SIZE[1]:
+            return SUB_SIZE
+        return None
+
+    @property
     def rtsp_paths(self) -> list[str]:
-        """The RTSP mount paths of this camera."""
-        return VENDOR_PATHS[self.vendor]
+        """The RTSP mount paths of this camera's main stream."""
+        sub = SUB_PATHS.get(self.vendor, []) if self.sub_size else []
+        return [p for p in VENDOR_PATHS[self.vendor] if p not in sub]
+
+    @property
+    def rtsp_sub_paths(self) -> list[str]:
+        """The RTSP mount paths of this camera's sub-stream (none without one)."""
+        return SUB_PATHS.get(self.vendor, []) if self.sub_size else []
 
     def rtsp_url(self) -> str:
         """The stream URI without credentials (as GetStreamUri announces it)."""
@@ -387,6 +404,8 @@ class CameraLab:
         """Build missing clips, then start the RTSP child, responders and doors."""
         wanted = [s for spec in self.specs.values()
                   for s in clipmod.all_specs(spec.scene, spec.width, spec.height)]
+        wanted += [s for spec in self.specs.values() if spec.sub_size
+                   for s in clipmod.all_specs(spec.scene, *spec.sub_size)]
         cancel = threading.Event()
         try:
             built = await asyncio.to_thread(clipmod.ensure_clips, wanted, self.cache_dir, cancel)
@@ -399,12 +418,19 @@ class CameraLab:
                      for v in clipmod.VARIANTS}
             for variant, clip in clips.items():
                 self.snapshots[(spec.id, variant)] = clip.snapshot.read_bytes()
+            sub = None
+            if spec.sub_size:
+                sw, sh = spec.sub_size
+                sub = {"paths": spec.rtsp_sub_paths, "width": sw, "height": sh,
+                       "clips": {v: str(built[clipmod.ClipSpec(spec.scene, sw, sh, v)].h264)
+                                 for v in clipmod.VARIANTS}}
             children.append({
                 "id": spec.id, "address": spec.address, "port": spec.internal(spec.rtsp_port),
                 "paths": spec.rtsp_paths, "fps": clipmod.FPS, "width": spec.width,
                 "height": spec.height, "clips": {v: str(c.h264) for v, c in clips.items()},
                 "username": spec.username if spec.rtsp_auth else None,
                 "password": spec.password if spec.rtsp_auth else None,
+                "sub": sub,
             })
         await self.rtsp.start(children)
         for spec in self.specs.values():
@@ -426,6 +452,7 @@ class CameraLab:
             id=spec.id, vendor=spec.vendor, address=spec.address, onvif_port=spec.onvif_port,
             rtsp_port=spec.rtsp_port, username=spec.username, password=spec.password,
             serial=spec.serial, snapshot=snapshot, width=spec.width, height=spec.height,
+            sub_size=spec.sub_size,
         )
         self.onvif[spec.id] = camera
         runner = web.AppRunner(OnvifResponder(camera, Captures(spec.vendor)).app(),

@@ -46,6 +46,8 @@ SERVICE_BY_NAMESPACE = {
 }
 # Real cameras answer these without credentials (clients need the clock before they can sign).
 UNAUTHENTICATED_OPERATIONS = frozenset({"GetSystemDateAndTime"})
+# Hikvision numbers a channel's streams x01 (main), x02 (sub) and x03 (third).
+SUB_CHANNELS = {"Profile_2": "102", "Profile_3": "103"}
 # Private addresses of the cameras the captures were recorded from (SOURCE.md).
 _CAPTURED_URL_RE = re.compile(
     r"(?P<scheme>https?|rtsp)://(?:10\.10\.1\.\d{1,3}|192\.168\.0\.\d{1,3})(?::\d+)?"
@@ -91,6 +93,7 @@ class OnvifCamera:
     snapshot: Callable[[], bytes]  # JPEG of the current picture
     width: int = 1280
     height: int = 720
+    sub_size: tuple[int, int] | None = None  # the sub-stream (Profile_2, _3), when it has one
     clock_offset_s: float = 0.0
     reject_auth: bool = False
     _nonces: OrderedDict[str, float] = field(default_factory=OrderedDict)
@@ -275,11 +278,21 @@ class OnvifResponder:
                 r"<tt:Resolution>(\s*)<tt:Width>1280</tt:Width>(\s*)<tt:Height>720</tt:Height>",
                 rf"<tt:Resolution>\1<tt:Width>{cam.width}</tt:Width>\2"
                 rf"<tt:Height>{cam.height}</tt:Height>", text)
+            # The recorded sub-stream profiles are 704x480: the lab's sub-stream size, or
+            # the main size when the camera streams no smaller one (they then share it).
+            sw, sh = cam.sub_size or (cam.width, cam.height)
+            text = re.sub(
+                r"<tt:Resolution>(\s*)<tt:Width>704</tt:Width>(\s*)<tt:Height>480</tt:Height>",
+                rf"<tt:Resolution>\1<tt:Width>{sw}</tt:Width>\2<tt:Height>{sh}</tt:Height>", text)
         elif operation == "GetStreamUri":
-            # Announce the profile the client asked for (every profile serves the same stream).
+            # Announce the profile the client asked for: a sub-stream profile on its own
+            # channel when the camera has one, else every profile serves the same stream.
             token = request.findtext("{http://www.onvif.org/ver10/media/wsdl}ProfileToken")
             if token and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", token):
                 text = re.sub(r"([?&]|&amp;)profile=[A-Za-z0-9_.-]*", rf"\1profile={token}", text)
+                if cam.sub_size and token in SUB_CHANNELS:
+                    text = re.sub(r"(rtsp://[^/<]+/Streaming/Channels/)\d+",
+                                  rf"\g<1>{SUB_CHANNELS[token]}", text)
         return text
 
     async def handle_snapshot(self, request: web.Request) -> web.Response:

@@ -4,8 +4,10 @@ Run by Debian's /usr/bin/python3 (python3-gi, gir1.2-gst-rtsp-server-1.0), as a 
 `camnet lab`; it imports nothing from camnet. Protocol with the parent, one JSON object per line:
 
 stdin, first line: {"cameras": [{"id", "address", "port", "paths": [...], "fps",
-    "clips": {variant: path}, "width", "height", "username", "password"}]}
-    (username/password null = no RTSP auth). Passwords travel only on this pipe.
+    "clips": {variant: path}, "width", "height", "username", "password",
+    "sub": null | {"paths": [...], "clips": {variant: path}, "width", "height"}}]}
+    (username/password null = no RTSP auth; "sub" = a second, smaller stream of the same
+    view, as a camera's sub-stream profile). Passwords travel only on this pipe.
 stdin, then: {"seq": N, "cmd": "variant", "camera": ID, "variant": NAME}
              {"seq": N, "cmd": "auth", "camera": ID, "reject": true|false}
 stdout: {"ready": true} once every server listens; {"ack": N} or {"ack": N, "error": "..."}.
@@ -67,40 +69,52 @@ class Camera:
         self.id = spec["id"]
         self.fps = int(spec.get("fps", 10))
         self.duration = Gst.SECOND // self.fps
-        self.units = {}
-        for variant, path in spec["clips"].items():
-            with open(path, "rb") as f:
-                self.units[variant] = split_access_units(f.read())
+        # Per stream ("main", and "sub" when the camera has one): variant -> access units.
+        self.units = {"main": self._load(spec["clips"])}
         self.variant = "ok"
-        self.width = spec["width"]
-        self.height = spec["height"]
         self.username = spec.get("username")
         self.password = spec.get("password")
         self.server = GstRtspServer.RTSPServer()
         self.server.set_address(spec["address"])
         self.server.set_service(str(spec["port"]))
-        self.factory = GstRtspServer.RTSPMediaFactory()
-        caps = (f"video/x-h264,stream-format=byte-stream,alignment=au,"
-                f"width={self.width},height={self.height},framerate={self.fps}/1")
-        self.factory.set_launch(
-            f'( appsrc name=src is-live=false format=time max-bytes=0 block=false caps="{caps}" '
-            "! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
-        )
-        self.factory.set_shared(True)
-        self.factory.set_eos_shutdown(False)
-        # TCP only: every packet then passes the lab's front door (offline/hang/stall faults),
-        # and clients asking for UDP fall back to interleaved TCP as with many NVR setups.
-        self.factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
-        self.factory.add_role_from_structure(Gst.Structure.new_from_string(
-            f"{ROLE}, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
-        ))
-        self.factory.connect("media-configure", self._on_media_configure)
         mounts = self.server.get_mount_points()
         for path in spec["paths"]:
-            mounts.add_factory(path, self.factory)
+            mounts.add_factory(path, self._factory("main", spec["width"], spec["height"]))
+        sub = spec.get("sub")
+        if sub:
+            self.units["sub"] = self._load(sub["clips"])
+            for path in sub["paths"]:
+                mounts.add_factory(path, self._factory("sub", sub["width"], sub["height"]))
         self.set_auth(reject=False)
         if self.server.attach(None) == 0:
             raise OSError(f"cannot listen on {spec['address']}:{spec['port']}")
+
+    @staticmethod
+    def _load(clips):
+        units = {}
+        for variant, path in clips.items():
+            with open(path, "rb") as f:
+                units[variant] = split_access_units(f.read())
+        return units
+
+    def _factory(self, stream, width, height):
+        factory = GstRtspServer.RTSPMediaFactory()
+        caps = (f"video/x-h264,stream-format=byte-stream,alignment=au,"
+                f"width={width},height={height},framerate={self.fps}/1")
+        factory.set_launch(
+            f'( appsrc name=src is-live=false format=time max-bytes=0 block=false caps="{caps}" '
+            "! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+        )
+        factory.set_shared(True)
+        factory.set_eos_shutdown(False)
+        # TCP only: every packet then passes the lab's front door (offline/hang/stall faults),
+        # and clients asking for UDP fall back to interleaved TCP as with many NVR setups.
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
+        factory.add_role_from_structure(Gst.Structure.new_from_string(
+            f"{ROLE}, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
+        ))
+        factory.connect("media-configure", self._on_media_configure, stream)
+        return factory
 
     def set_auth(self, reject):
         """Digest auth with the camera's credentials, or with a random password (`auth` fault)."""
@@ -116,9 +130,9 @@ class Camera:
         auth.add_digest(user, password, token)
         self.server.set_auth(auth)
 
-    def _on_media_configure(self, factory, media):
+    def _on_media_configure(self, factory, media, stream):
         appsrc = media.get_element().get_child_by_name("src")
-        state = {"variant": None, "index": 0, "n": 0}
+        state = {"variant": None, "index": 0, "n": 0, "stream": stream}
         # Queue at most two access units, so a fault switch shows within 0.2 s.
         if appsrc.find_property("max-buffers") is not None:  # GStreamer >= 1.20
             appsrc.set_property("max-buffers", 2)
@@ -137,8 +151,8 @@ class Camera:
             # follows the wall clock, so a new session (the media restarts when the last client
             # left) sees the loop where a live camera would be, not always its first frame.
             state["variant"] = self.variant
-            state["index"] = self._keyframe_now(self.units[self.variant])
-        units = self.units[state["variant"]]
+            state["index"] = self._keyframe_now(self.units[state["stream"]][self.variant])
+        units = self.units[state["stream"]][state["variant"]]
         data, _key = units[state["index"]]
         state["index"] = (state["index"] + 1) % len(units)
         buf = Gst.Buffer.new_wrapped(data)
@@ -180,7 +194,7 @@ class Controller:
         try:
             camera = self.cameras[msg["camera"]]
             if msg["cmd"] == "variant":
-                if msg["variant"] not in camera.units:
+                if msg["variant"] not in camera.units["main"]:
                     raise KeyError(f"no clip for variant {msg['variant']}")
                 camera.variant = msg["variant"]
             elif msg["cmd"] == "auth":

@@ -217,9 +217,10 @@ class CameraConfig(DeviceConfig):
 
     onvif_port: int | None = Field(default=None, ge=1, le=65535)
     rtsp_url: str | None = None
+    picture_url: str | None = None
     snapshot_url: str | None = None
 
-    @field_validator("rtsp_url")
+    @field_validator("rtsp_url", "picture_url")
     @classmethod
     def _rtsp_url(cls, v: str | None) -> str | None:
         return _check_url(v, ("rtsp", "rtsps"))
@@ -397,6 +398,7 @@ class LoadedConfig:
         if isinstance(device, CameraConfig):
             options["onvif_port"] = device.onvif_port or self.config.defaults.onvif_port
             options["rtsp_url"] = device.rtsp_url
+            options["picture_url"] = device.picture_url
             options["snapshot_url"] = device.snapshot_url
         else:
             # device > the profile's snmp.port when written there > defaults.snmp_port

@@ -6,7 +6,7 @@ Decoders hang on a camera that stalls mid-stream and their own timeouts are unre
 a decoder, and a crashing decoder takes only this process down.
 
 Protocol on stdin/stdout (binary): the worker writes `ready\\n` once imported; then for each
-request line (JSON: url, timeout, width, jpeg) it answers one JSON header line followed by
+request line (JSON: url, timeout, width, jpeg, decode) it answers one JSON header line followed by
 `grey_bytes` bytes of grey frame (height × width, uint8) and `jpeg_bytes` bytes of JPEG.
 EOF on stdin ends the worker. Nothing secret is ever written: URLs carry credentials, so
 messages use FFmpeg's error text only, never the file name.
@@ -121,9 +121,15 @@ def open_stream(url: str, transport: str, timeout: float) -> Any:
 
 
 def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
-    """Open the stream, decode the first keyframe, return (header, grey bytes, jpeg bytes)."""
+    """Open the stream, decode the first keyframe, return (header, grey bytes, jpeg bytes).
+
+    With `decode: false` the keyframe is only waited for, not decoded: the check of a main
+    stream whose picture is judged on a smaller profile (its codec, size and rate come from
+    the SDP, its keyframe's arrival shows the encoder runs).
+    """
     started = time.monotonic()
     timeout = float(request.get("timeout", 10.0))
+    decode = bool(request.get("decode", True))
     header: dict[str, Any] = {"ok": False}
     try:
         container = open_stream(request["url"], request.get("transport", "tcp"), timeout)
@@ -137,6 +143,8 @@ def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
             return header, b"", b""
         stream = container.streams.video[0]
         ctx = stream.codec_context
+        if not decode:
+            ctx.skip_frame = "ALL"
         frame = None
         packets = 0
         keyframe_bytes = 0
@@ -145,16 +153,27 @@ def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
             if time.monotonic() - started > timeout or packets > MAX_PACKETS:
                 header.update(reason="timeout", message=f"no keyframe after {packets} packets")
                 return header, b"", b""
+            if not decode:
+                if packet.is_keyframe and packet.size:
+                    keyframe_bytes = packet.size
+                    break
+                continue
             for decoded in packet.decode():
                 frame = decoded
                 keyframe_bytes = packet.size
                 break
             if frame is not None:
                 break
-        if frame is None:
+        if frame is None and not keyframe_bytes:
             header.update(reason="no_stream", message="the stream ended before a keyframe")
             return header, b"", b""
         header["ttff_seconds"] = time.monotonic() - started
+        rate = stream.average_rate or stream.guessed_rate or ctx.framerate
+        if frame is None:  # decode: false, a keyframe arrived
+            header.update(ok=True, codec=ctx.name, profile=ctx.profile, width=ctx.width,
+                          height=ctx.height, fps=float(rate) if rate else None,
+                          grey_shape=[0, 0], packets=packets, keyframe_bytes=keyframe_bytes)
+            return header, b"", b""
         luma = _luma(frame)
         width = int(request.get("width", 640))
         out_h = max(1, round(frame.height * width / frame.width))
@@ -164,7 +183,6 @@ def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
             small = frame.reformat(width=width, height=out_h, format="bgr24").to_ndarray()
             ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             jpeg = buf.tobytes() if ok else b""
-        rate = stream.average_rate or stream.guessed_rate or ctx.framerate
         header.update(
             ok=True,
             codec=ctx.name,

@@ -51,6 +51,7 @@ CLOSE_TIMEOUT = 1.0  # closing aiohttp sessions must not outlive a check by much
 # Some cameras (the recorded Axis Q6045-E) answer GetServices with a fault: fall back.
 GET_SERVICES_EXCEPTIONS = (zeep.exceptions.Fault, ONVIFError)
 STREAM_SETUP = {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}
+PICTURE_CODECS = frozenset({"H264", "H265"})  # MJPEG profiles: no keyframes to wait for, and big
 
 
 class OnvifSettings(CheckSettings):
@@ -122,6 +123,8 @@ class OnvifFacts:
     stream_uri: str | None = None
     snapshot_uri: str | None = None
     profile: str | None = None
+    picture_uri: str | None = None
+    picture_profile: str | None = None
 
 
 def _camera(target: Target) -> onvif.ONVIFCamera:
@@ -212,9 +215,38 @@ async def _find_uris(cam: onvif.ONVIFCamera, facts: OnvifFacts,
     with contextlib.suppress(zeep.exceptions.Fault):  # optional: many cameras have none
         snap = await media.GetSnapshotUri({"ProfileToken": chosen.token})
         facts.snapshot_uri = str(snap.Uri) if snap is not None and snap.Uri else None
+    small = picture_profile(profiles, chosen)
+    if small is not None:
+        # The sub-stream NVRs use for motion detection: the picture checks read it, at a
+        # fraction of the main stream's decoding cost and bandwidth (docs/performance-camera.md).
+        with contextlib.suppress(zeep.exceptions.Fault):
+            sub = await media.GetStreamUri({"StreamSetup": STREAM_SETUP,
+                                            "ProfileToken": small.token})
+            uri = str(sub.Uri) if sub is not None and sub.Uri else None
+            if uri and uri != facts.stream_uri:
+                facts.picture_uri, facts.picture_profile = uri, str(small.token)
     if result:
         result.debug(f"profile {facts.profile}: {len(profiles)} profiles, stream URI found: "
-                     f"{facts.stream_uri is not None}")
+                     f"{facts.stream_uri is not None}, picture profile: {facts.picture_profile}")
+
+
+def _video_area(profile: Any) -> int:
+    """Width × height of a profile's H.264/H.265 encoder (0: none, or MJPEG)."""
+    enc = getattr(profile, "VideoEncoderConfiguration", None)
+    res = getattr(enc, "Resolution", None)
+    if enc is None or res is None or str(getattr(enc, "Encoding", "")).upper() not in PICTURE_CODECS:
+        return 0
+    try:
+        return int(res.Width) * int(res.Height)
+    except (TypeError, ValueError):
+        return 0
+
+
+def picture_profile(profiles: list[Any], main: Any) -> Any | None:
+    """The smallest H.264/H.265 profile when it is smaller than the main one, else None."""
+    main_area = _video_area(main)
+    candidates = [p for p in profiles if 0 < _video_area(p) < main_area]
+    return min(candidates, key=_video_area) if candidates else None
 
 
 def in_auth_backoff(settings_backoff: float, state: dict[str, Any]) -> float:
@@ -229,6 +261,10 @@ def _remember(facts: OnvifFacts, state: dict[str, Any]) -> None:
     if facts.stream_uri:
         state["stream_uri"] = facts.stream_uri
         state["stream_uri_time"] = time.monotonic()
+        if facts.picture_uri:
+            state["picture_uri"] = facts.picture_uri
+        else:
+            state.pop("picture_uri", None)
     if facts.snapshot_uri:
         state["snapshot_uri"] = facts.snapshot_uri
     if facts.identity:

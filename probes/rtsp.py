@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy as np
@@ -92,6 +92,17 @@ class RtspSettings(CheckSettings):
     )
     auth_backoff: Duration = Field(
         default=600.0, description="pause after a rejected login (shared with ONVIF)"
+    )
+    # Decoding a 1080p keyframe costs 10-40x a 360p one, and pulls 10x the bytes over the
+    # village line: judge the picture on the camera's smallest profile (the sub-stream NVRs
+    # use for motion detection) and only wait for the main stream's keyframe.
+    picture_stream: Literal["smallest", "main"] = Field(
+        default="smallest",
+        description="where the picture checks look: the smallest video profile ONVIF "
+        "announces (or the camera's picture_url), or always the main stream",
+    )
+    picture_retry: Duration = Field(
+        default=600.0, description="after the picture stream fails, use the main stream this long"
     )
     image: ImageSettings = ImageSettings()
 
@@ -196,11 +207,13 @@ class GrabPool:
         self._idle.extend(new)
 
     async def grab(self, url: str, deadline: float, transport: str = "tcp",
-                   jpeg: bool = True, worker_timeout: float | None = None) -> Grab:
+                   jpeg: bool = True, worker_timeout: float | None = None,
+                   decode: bool = True) -> Grab:
         """One keyframe from `url` before `deadline` (loop time), or GrabError; never hangs.
 
-        `worker_timeout` overrides the worker's own time limit (benchmarks use a long one to
-        exercise the kill path: the deadline is enforced here whatever the worker does).
+        `decode=False` only waits for the keyframe (no frame comes back). `worker_timeout`
+        overrides the worker's own time limit (benchmarks use a long one to exercise the kill
+        path: the deadline is enforced here whatever the worker does).
         """
         async with self._sem:
             async with asyncio.timeout_at(deadline):
@@ -209,7 +222,7 @@ class GrabPool:
             remaining = deadline - self.loop.time() - WORKER_MARGIN
             limit = worker_timeout if worker_timeout is not None else max(0.2, remaining)
             req = {"url": url, "timeout": limit, "transport": transport,
-                   "width": FRAME_WIDTH, "jpeg": jpeg}
+                   "width": FRAME_WIDTH, "jpeg": jpeg and decode, "decode": decode}
             try:
                 async with asyncio.timeout_at(deadline):
                     header, grey, jpeg_bytes = await worker.request(req)
@@ -318,6 +331,57 @@ async def _stream_uri(target: Target, state: dict[str, Any], deadline: float,
     return await onvif.discover_stream_uri(target, state, deadline, auth_backoff)
 
 
+def picture_uri(target: Target, settings: RtspSettings, state: dict[str, Any]) -> str | None:
+    """The smaller stream the picture checks read, or None to decode the main stream."""
+    if settings.picture_stream == "main":
+        return None
+    failed = state.get("picture_failed_at")
+    if failed is not None and time.monotonic() - failed < settings.picture_retry:
+        return None
+    fixed = target.options.get("picture_url")
+    if fixed:
+        return str(fixed)
+    return None if target.options.get("rtsp_url") else state.get("picture_uri")
+
+
+async def _grab(target: Target, settings: RtspSettings, state: dict[str, Any], uri: str,
+                picture: str | None, deadline: float, result: CheckResult) -> Grab:
+    """The main stream's keyframe, decoded, or waited for while the picture stream's is.
+
+    With a picture stream both are read at once (the wall time stays one keyframe interval);
+    the main stream's facts (codec, size, rate, time to first frame) are the camera's, the
+    frame is the picture stream's. A picture stream that fails while the main one works is
+    set aside for `picture_retry` and the main stream is decoded instead, in this check.
+    """
+    pool = get_pool()
+    jpeg = frame_due(settings, state, time.time())
+    if picture is None:
+        return await pool.grab(with_credentials(uri, target), deadline, settings.transport,
+                               jpeg=jpeg)
+    main_res, pic_res = await asyncio.gather(
+        pool.grab(with_credentials(uri, target), deadline, settings.transport, decode=False),
+        pool.grab(with_credentials(picture, target), deadline, settings.transport, jpeg=jpeg),
+        return_exceptions=True)
+    for res in (main_res, pic_res):
+        if isinstance(res, BaseException) and not isinstance(res, GrabError):
+            raise res
+    if isinstance(main_res, GrabError):
+        raise main_res
+    assert isinstance(main_res, Grab)
+    if isinstance(pic_res, GrabError):
+        state["picture_failed_at"] = time.monotonic()
+        result.facts["picture_stream_error"] = f"{pic_res.reason}: {pic_res}"
+        result.debug(f"picture stream failed ({pic_res.reason}): decoding the main stream")
+        return await pool.grab(with_credentials(uri, target), deadline, settings.transport,
+                               jpeg=jpeg)
+    assert isinstance(pic_res, Grab)
+    state.pop("picture_failed_at", None)
+    header = dict(main_res.header)
+    header["picture"] = {k: pic_res.header.get(k) for k in ("width", "height", "keyframe_bytes")}
+    result.facts["picture_stream"] = redact(picture)
+    return Grab(header, pic_res.grey, pic_res.jpeg)
+
+
 def frame_due(settings: RtspSettings, state: dict[str, Any], now: float) -> bool:
     """Whether this grab should also bring back a JPEG of the frame to keep."""
     if not settings.save_frame:
@@ -357,10 +421,11 @@ async def probe_rtsp(
         result.message = "credentials rejected earlier; not retried yet"
         problems["auth_failed"] = True
         return _no_frame(result, state)
-    result.debug(f"grabbing {redact(uri)} over {settings.transport}")
+    picture = picture_uri(target, settings, state)
+    result.debug(f"grabbing {redact(uri)} over {settings.transport}"
+                 + (f", picture from {redact(picture)}" if picture else ""))
     try:
-        grab = await get_pool().grab(with_credentials(uri, target), deadline, settings.transport,
-                                     jpeg=frame_due(settings, state, time.time()))
+        grab = await _grab(target, settings, state, uri, picture, deadline, result)
     except GrabError as e:
         result.reason = e.reason
         result.message = str(e)
@@ -387,6 +452,10 @@ async def probe_rtsp(
         height=h.get("height"), fps=h.get("fps"), time_to_first_frame=h.get("ttff_seconds"),
         keyframe_bytes=h.get("keyframe_bytes"),
     )
+    if h.get("picture"):
+        pic = h["picture"]
+        result.facts.update(picture_width=pic.get("width"), picture_height=pic.get("height"),
+                            picture_keyframe_bytes=pic.get("keyframe_bytes"))
     if grab.jpeg:
         result.artifacts["frame_jpeg"] = grab.jpeg
         state["last_frame_jpeg"] = grab.jpeg

@@ -14,6 +14,7 @@ import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -65,6 +66,29 @@ def test_a_grabbed_frame_overrides_a_failing_onvif() -> None:
         "rtsp": result("rtsp", True, dark=True),
     })
     assert status is Status.WARNING and reasons == ["dark"]
+
+
+def _profile(token: str, encoding: str | None, width: int = 0, height: int = 0) -> Any:
+    """A media profile shaped as zeep returns it (only what the choice reads)."""
+    enc = None if encoding is None else SimpleNamespace(
+        Encoding=encoding, Resolution=SimpleNamespace(Width=width, Height=height))
+    return SimpleNamespace(token=token, VideoEncoderConfiguration=enc)
+
+
+def test_picture_profile_is_the_smallest_video_profile_below_the_main_one() -> None:
+    main = _profile("main", "H264", 1920, 1080)
+    sub = _profile("sub", "H264", 640, 360)
+    third = _profile("third", "H265", 704, 576)
+    jpeg = _profile("jpeg", "JPEG", 320, 180)
+    audio = _profile("audio", None)
+    assert onvif.picture_profile([main, third, sub, jpeg, audio], main) is sub
+    assert onvif.picture_profile([main, third, jpeg], main) is third
+    # No smaller H.264/H.265 profile (the Axis recording: H.264 and JPEG at one size).
+    same = _profile("same", "H264", 1920, 1080)
+    assert onvif.picture_profile([main, same, jpeg, audio], main) is None
+    assert onvif.picture_profile([main], main) is None
+    # A sub-stream announced larger than the main stream is not a sub-stream.
+    assert onvif.picture_profile([sub, main], sub) is None
 
 
 def test_critical_and_warning_problems() -> None:
@@ -329,3 +353,72 @@ async def test_save_frame_keeps_the_last_frame(
     _, _, results = await cam.check()
     assert results["rtsp"].artifacts["frame_jpeg"][:2] == b"\xff\xd8"
     assert cam.state["last_frame_jpeg_time"] > taken
+
+
+def _ffprobe_size(stream: str) -> tuple[str, int, int]:
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v:0",
+         "-show_entries", "stream=codec_name,width,height", "-of", "json", stream],
+        capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S, check=False,
+    )
+    assert probe.returncode == 0, probe.stderr
+    s = json.loads(probe.stdout)["streams"][0]
+    return s["codec_name"], int(s["width"]), int(s["height"])
+
+
+@pytest.mark.lab
+async def test_picture_checks_read_the_sub_stream(
+        clean: Lab, camcfg: LoadedConfig, pool: Any) -> None:
+    """A 720p Hikvision camera: ONVIF announces its 640x360 sub-stream (Profile_2), the
+    picture is judged there, and the camera's facts stay the main stream's (ffprobe)."""
+    cam = Camera(camcfg, "cam-a")
+    status, problems, results = await cam.checks(2)
+    assert (status, problems) == (Status.OK, set())
+    picture = str(cam.state["picture_uri"])
+    assert "/Streaming/Channels/102?" in picture and "profile=Profile_2" in picture
+    facts = results["rtsp"].facts
+    assert facts["picture_stream"] == picture
+    main = url(clean, "cam-a")
+    assert (facts["codec"], facts["width"], facts["height"]) == _ffprobe_size(main)
+    sub = rtsp.with_credentials(picture, cam.target)
+    assert (facts["codec"], facts["picture_width"], facts["picture_height"]) == (
+        _ffprobe_size(sub)) == ("h264", 640, 360)
+    assert facts["picture_keyframe_bytes"] < facts["keyframe_bytes"] / 2
+    assert PASSWORD not in repr(results)
+    # The sub-stream shows what the main stream shows: a covered lens is seen there.
+    clean.fault("cam-a", "black")
+    _, problems, results = await cam.checks(3)
+    assert problems == {"black"}, results["rtsp"].facts
+    assert results["rtsp"].facts["picture_stream"] == picture
+    # `picture_stream: main` decodes the main stream, as before.
+    clean.fault("cam-a", "ok")
+    cam.rtsp_settings = cam.rtsp_settings.model_copy(update={"picture_stream": "main"})
+    _, problems, results = await cam.checks(1)
+    assert problems == set()
+    assert "picture_stream" not in results["rtsp"].facts
+    assert results["rtsp"].facts["width"] == 1280
+
+
+@pytest.mark.lab
+async def test_a_failing_picture_stream_falls_back_to_the_main_stream(
+        clean: Lab, camcfg: LoadedConfig, pool: Any) -> None:
+    """A picture stream that fails (here: a channel the camera does not serve) costs no check:
+    the main stream is decoded at once, and the picture stream is left alone for a while."""
+    cam = Camera(camcfg, "cam-a")
+    main = str(url(clean, "cam-a")).replace(f"admin:{PASSWORD}@", "")
+    cam.target.options["picture_url"] = re.sub(r"Channels/\d+", "Channels/999", main)
+    status, problems, results = await cam.check()
+    assert (status, problems) == (Status.OK, set()), results["rtsp"].facts
+    facts = results["rtsp"].facts
+    assert facts["picture_stream_error"].startswith("no_stream"), facts
+    assert "picture_stream" not in facts and facts["width"] == 1280
+    assert any(x.name == "camnet_camera_sharpness" for x in results["rtsp"].samples)
+    assert "picture_failed_at" in cam.state
+    # Within picture_retry the broken stream is not asked again.
+    await asyncio.sleep(KEYFRAME_GAP_S)
+    _, problems, results = await cam.check()
+    assert problems == set() and "picture_stream_error" not in results["rtsp"].facts
+    # After it, the picture stream is tried again (and fails again, the same way).
+    cam.rtsp_settings = cam.rtsp_settings.model_copy(update={"picture_retry": 0.0})
+    _, problems, results = await cam.check()
+    assert problems == set() and "picture_stream_error" in results["rtsp"].facts

@@ -260,6 +260,7 @@ def test_secrets_absent_from_problems(tmp_path: Path) -> None:
             site: daron-01
             address: admin:{SECRETS["password"]}@127.0.2.2
             rtsp_url: rtsp://admin:{SECRETS["rtsp"]}@127.0.2.2/live
+            picture_url: rtsp://admin:{SECRETS["rtsp"]}@127.0.2.2/sub
             snapshot_url: http://admin:{SECRETS["password"]}@127.0.2.2/snap.jpg
             auth: v3
             labels: {{bad-name: "{SECRETS["community"]}", floor: 2}}
@@ -285,6 +286,7 @@ def test_secrets_absent_from_problems(tmp_path: Path) -> None:
     for expected in (
         "cameras[0].address: must be a host name",
         "cameras[0].rtsp_url: must not contain credentials",
+        "cameras[0].picture_url: must not contain credentials",
         "cameras[0].snapshot_url: must not contain credentials",
         "cameras[0].labels.bad-name: is not a valid Prometheus label name",
         "cameras[1].address: must be a host name",
@@ -394,7 +396,7 @@ def test_device_without_profile_uses_builtin_defaults(tmp_path: Path) -> None:
     target = loaded.target(cam)
     assert target.labels == {"commune": "c", "site": "s", "camera": "c1", "zone": "gate"}
     assert target.options == {"name": "Gate", "onvif_port": 80, "snapshot_url": None,
-                              "rtsp_url": "rtsp://cam.example:554/h264"}
+                              "rtsp_url": "rtsp://cam.example:554/h264", "picture_url": None}
 
 
 def test_loaded_config_repr_is_short(tmp_path: Path) -> None:
