@@ -49,10 +49,13 @@ VENDOR_PATHS = {
                   "/Streaming/Channels/102"],
     "axis": ["/onvif-media/media.amp", "/axis-media/media.amp"],
 }
-# A Hikvision camera larger than this also streams its sub-stream (ONVIF Profile_2 and _3,
-# recorded at 704x480) at this size, on the channels Hikvision numbers x02 and x03.
+# A camera larger than this also streams the same view at this size: Hikvision as its
+# sub-stream (ONVIF Profile_2 and _3, recorded at 704x480) on the channels it numbers x02 and
+# x03; Axis on its usual paths when the URL asks for it (VAPIX `resolution=WxH`; the
+# recorded Axis announces no smaller ONVIF profile, so this one is configured: picture_url).
 SUB_SIZE = (640, 360)
-SUB_PATHS = {"hikvision": ["/Streaming/Channels/102", "/Streaming/Channels/103"]}
+SUB_PATHS = {"hikvision": ["/Streaming/Channels/102", "/Streaming/Channels/103"], "axis": []}
+SUB_QUERY = {"axis": f"resolution={SUB_SIZE[0]}x{SUB_SIZE[1]}"}
 
 
 class FaultError(ValueError):
@@ -421,7 +424,8 @@ class CameraLab:
             sub = None
             if spec.sub_size:
                 sw, sh = spec.sub_size
-                sub = {"paths": spec.rtsp_sub_paths, "width": sw, "height": sh,
+                sub = {"paths": spec.rtsp_sub_paths, "query": SUB_QUERY.get(spec.vendor),
+                       "width": sw, "height": sh,
                        "clips": {v: str(built[clipmod.ClipSpec(spec.scene, sw, sh, v)].h264)
                                  for v in clipmod.VARIANTS}}
             children.append({

@@ -5,9 +5,12 @@ Run by Debian's /usr/bin/python3 (python3-gi, gir1.2-gst-rtsp-server-1.0), as a 
 
 stdin, first line: {"cameras": [{"id", "address", "port", "paths": [...], "fps",
     "clips": {variant: path}, "width", "height", "username", "password",
-    "sub": null | {"paths": [...], "clips": {variant: path}, "width", "height"}}]}
+    "sub": null | {"paths": [...], "query": null | "k=v", "clips": {variant: path},
+    "width", "height"}}]}
     (username/password null = no RTSP auth; "sub" = a second, smaller stream of the same
-    view, as a camera's sub-stream profile). Passwords travel only on this pipe.
+    view, as a camera's sub-stream profile, served on its own paths and on the main paths
+    when the request's query has "query", as Axis cameras do with `resolution=WxH`).
+    Passwords travel only on this pipe.
 stdin, then: {"seq": N, "cmd": "variant", "camera": ID, "variant": NAME}
              {"seq": N, "cmd": "auth", "camera": ID, "reject": true|false}
 stdout: {"ready": true} once every server listens; {"ack": N} or {"ack": N, "error": "..."}.
@@ -64,6 +67,22 @@ def _has_idr(au):
     return False
 
 
+class Factory(GstRtspServer.RTSPMediaFactory):
+    """One mount's media: the default stream, or the sub-stream when the URL's query asks."""
+
+    def __init__(self, launches, default, query):
+        super().__init__()
+        self.launches = launches
+        self.default = default
+        self.query = query
+
+    def do_create_element(self, url):
+        # Shared media are keyed by path and query, so each query gets its own media.
+        asked = (url.query or "").split("&")
+        stream = "sub" if self.query and self.query in asked else self.default
+        return Gst.parse_launch(self.launches[stream])
+
+
 class Camera:
     def __init__(self, spec):
         self.id = spec["id"]
@@ -77,14 +96,16 @@ class Camera:
         self.server = GstRtspServer.RTSPServer()
         self.server.set_address(spec["address"])
         self.server.set_service(str(spec["port"]))
-        mounts = self.server.get_mount_points()
-        for path in spec["paths"]:
-            mounts.add_factory(path, self._factory("main", spec["width"], spec["height"]))
+        launches = {"main": self._launch("main", spec["width"], spec["height"])}
         sub = spec.get("sub")
         if sub:
             self.units["sub"] = self._load(sub["clips"])
-            for path in sub["paths"]:
-                mounts.add_factory(path, self._factory("sub", sub["width"], sub["height"]))
+            launches["sub"] = self._launch("sub", sub["width"], sub["height"])
+        mounts = self.server.get_mount_points()
+        for path in spec["paths"]:
+            mounts.add_factory(path, self._factory(launches, "main", (sub or {}).get("query")))
+        for path in (sub or {}).get("paths", []):
+            mounts.add_factory(path, self._factory({"sub": launches["sub"]}, "sub", None))
         self.set_auth(reject=False)
         if self.server.attach(None) == 0:
             raise OSError(f"cannot listen on {spec['address']}:{spec['port']}")
@@ -97,14 +118,14 @@ class Camera:
                 units[variant] = split_access_units(f.read())
         return units
 
-    def _factory(self, stream, width, height):
-        factory = GstRtspServer.RTSPMediaFactory()
+    def _launch(self, stream, width, height):
         caps = (f"video/x-h264,stream-format=byte-stream,alignment=au,"
                 f"width={width},height={height},framerate={self.fps}/1")
-        factory.set_launch(
-            f'( appsrc name=src is-live=false format=time max-bytes=0 block=false caps="{caps}" '
-            "! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
-        )
+        return (f'( appsrc name=src-{stream} is-live=false format=time max-bytes=0 block=false '
+                f'caps="{caps}" ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )')
+
+    def _factory(self, launches, default, query):
+        factory = Factory(launches, default, query)
         factory.set_shared(True)
         factory.set_eos_shutdown(False)
         # TCP only: every packet then passes the lab's front door (offline/hang/stall faults),
@@ -113,7 +134,7 @@ class Camera:
         factory.add_role_from_structure(Gst.Structure.new_from_string(
             f"{ROLE}, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
         ))
-        factory.connect("media-configure", self._on_media_configure, stream)
+        factory.connect("media-configure", self._on_media_configure)
         return factory
 
     def set_auth(self, reject):
@@ -130,8 +151,10 @@ class Camera:
         auth.add_digest(user, password, token)
         self.server.set_auth(auth)
 
-    def _on_media_configure(self, factory, media, stream):
-        appsrc = media.get_element().get_child_by_name("src")
+    def _on_media_configure(self, factory, media):
+        element = media.get_element()
+        stream = next(s for s in ("main", "sub") if element.get_child_by_name(f"src-{s}"))
+        appsrc = element.get_child_by_name(f"src-{stream}")
         state = {"variant": None, "index": 0, "n": 0, "stream": stream}
         # Queue at most two access units, so a fault switch shows within 0.2 s.
         if appsrc.find_property("max-buffers") is not None:  # GStreamer >= 1.20

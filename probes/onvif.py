@@ -125,6 +125,7 @@ class OnvifFacts:
     profile: str | None = None
     picture_uri: str | None = None
     picture_profile: str | None = None
+    picture_ratio: float | None = None  # the main stream's pixels per picture-stream pixel
 
 
 def _camera(target: Target) -> onvif.ONVIFCamera:
@@ -225,6 +226,7 @@ async def _find_uris(cam: onvif.ONVIFCamera, facts: OnvifFacts,
             uri = str(sub.Uri) if sub is not None and sub.Uri else None
             if uri and uri != facts.stream_uri:
                 facts.picture_uri, facts.picture_profile = uri, str(small.token)
+                facts.picture_ratio = round(_video_area(chosen) / _video_area(small), 2)
     if result:
         result.debug(f"profile {facts.profile}: {len(profiles)} profiles, stream URI found: "
                      f"{facts.stream_uri is not None}, picture profile: {facts.picture_profile}")
@@ -263,8 +265,10 @@ def _remember(facts: OnvifFacts, state: dict[str, Any]) -> None:
         state["stream_uri_time"] = time.monotonic()
         if facts.picture_uri:
             state["picture_uri"] = facts.picture_uri
+            state["picture_ratio"] = facts.picture_ratio
         else:
             state.pop("picture_uri", None)
+            state.pop("picture_ratio", None)
     if facts.snapshot_uri:
         state["snapshot_uri"] = facts.snapshot_uri
     if facts.identity:

@@ -76,6 +76,10 @@ WORKER_START_TIMEOUT = 30.0  # importing av, numpy and cv2 from a cold disk
 WORKER_MARGIN = 0.25  # s the worker's own timeout leaves before the deadline, so it can answer
 MAX_GRABS_PER_WORKER = 1000  # recycle a worker now and then: a slow leak in FFmpeg cannot grow
 FRAME_WIDTH = image.SHARPNESS_WIDTH
+# bench/camera.py: with the main stream 4x the sub-stream's pixels (720p and 360p), the two
+# sessions cost as much CPU as decoding the main keyframe, and more bytes; at 9x (1080p) the
+# sub-stream check costs a fraction of the main one.
+AUTO_MIN_RATIO = 6.0
 
 
 class RtspSettings(CheckSettings):
@@ -93,13 +97,15 @@ class RtspSettings(CheckSettings):
     auth_backoff: Duration = Field(
         default=600.0, description="pause after a rejected login (shared with ONVIF)"
     )
-    # Decoding a 1080p keyframe costs 10-40x a 360p one, and pulls 10x the bytes over the
-    # village line: judge the picture on the camera's smallest profile (the sub-stream NVRs
-    # use for motion detection) and only wait for the main stream's keyframe.
-    picture_stream: Literal["smallest", "main"] = Field(
-        default="smallest",
-        description="where the picture checks look: the smallest video profile ONVIF "
-        "announces (or the camera's picture_url), or always the main stream",
+    # Decoding a 1080p keyframe costs up to 40x a 360p one: judge the picture on the camera's
+    # smallest profile (the sub-stream NVRs use for motion detection) and only wait for the
+    # main stream's keyframe. That is a second RTSP session, which pays only when the main
+    # stream is much larger (AUTO_MIN_RATIO).
+    picture_stream: Literal["auto", "sub", "main"] = Field(
+        default="auto",
+        description="where the picture checks look: auto (the camera's picture_url, or ONVIF's "
+        "smallest video profile when the main stream has AUTO_MIN_RATIO times its pixels), "
+        "sub (that profile whenever it is smaller), main (always the main stream)",
     )
     picture_retry: Duration = Field(
         default=600.0, description="after the picture stream fails, use the main stream this long"
@@ -341,7 +347,11 @@ def picture_uri(target: Target, settings: RtspSettings, state: dict[str, Any]) -
     fixed = target.options.get("picture_url")
     if fixed:
         return str(fixed)
-    return None if target.options.get("rtsp_url") else state.get("picture_uri")
+    if target.options.get("rtsp_url") or not state.get("picture_uri"):
+        return None
+    if settings.picture_stream == "auto" and (state.get("picture_ratio") or 0) < AUTO_MIN_RATIO:
+        return None
+    return str(state["picture_uri"])
 
 
 async def _grab(target: Target, settings: RtspSettings, state: dict[str, Any], uri: str,

@@ -372,6 +372,11 @@ async def test_picture_checks_read_the_sub_stream(
     """A 720p Hikvision camera: ONVIF announces its 640x360 sub-stream (Profile_2), the
     picture is judged there, and the camera's facts stay the main stream's (ffprobe)."""
     cam = Camera(camcfg, "cam-a")
+    # auto: 4x the pixels is not worth a second session (AUTO_MIN_RATIO).
+    _, problems, results = await cam.checks(1)
+    assert problems == set() and "picture_stream" not in results["rtsp"].facts
+    assert cam.state["picture_ratio"] == 4.0
+    cam.rtsp_settings = cam.rtsp_settings.model_copy(update={"picture_stream": "sub"})
     status, problems, results = await cam.checks(2)
     assert (status, problems) == (Status.OK, set())
     picture = str(cam.state["picture_uri"])
@@ -422,3 +427,26 @@ async def test_a_failing_picture_stream_falls_back_to_the_main_stream(
     cam.rtsp_settings = cam.rtsp_settings.model_copy(update={"picture_retry": 0.0})
     _, problems, results = await cam.check()
     assert problems == set() and "picture_stream_error" in results["rtsp"].facts
+
+
+@pytest.mark.lab
+async def test_a_configured_picture_url_on_a_1080p_axis(
+        clean: Lab, camcfg: LoadedConfig, pool: Any) -> None:
+    """Axis cameras announce no smaller ONVIF profile but scale a stream on request (VAPIX
+    `resolution=`): with picture_url set, the 1080p camera's picture is judged at 640x360."""
+    cam = Camera(camcfg, "cam-b")
+    main = url(clean, "cam-b")
+    picture = re.sub(r"/onvif-media/media\.amp\?.*", "/axis-media/media.amp?resolution=640x360",
+                     main)
+    assert picture != main
+    assert _ffprobe_size(picture) == ("h264", 640, 360)
+    assert _ffprobe_size(main) == ("h264", 1920, 1080)
+    cam.target.options["picture_url"] = picture
+    status, problems, results = await cam.checks(2)
+    assert (status, problems) == (Status.OK, set())
+    facts = results["rtsp"].facts
+    assert (facts["width"], facts["height"], facts["picture_width"], facts["picture_height"]) == (
+        1920, 1080, 640, 360)
+    clean.fault("cam-b", "dark")
+    _, problems, results = await cam.checks(3)
+    assert problems == {"dark"}, results["rtsp"].facts
