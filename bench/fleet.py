@@ -22,7 +22,6 @@ the same time, so the daemon's figure can be read against it.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import resource
 import statistics
@@ -38,11 +37,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.lab_cpu import TICKS, proc_stats  # noqa: E402
 from tests.lab_fixture import Lab, start_lab, stop_lab  # noqa: E402
 
 CONTROL = "127.0.12.253:9839"
 LISTEN = "127.0.12.253:9830"
-TICKS = os.sysconf("SC_CLK_TCK")
 WARM_UP_TIMEOUT_S = 120.0
 
 
@@ -62,18 +61,11 @@ def private_config(tmp: Path) -> Path:
 def tree_cpu(pid: int) -> float:
     """CPU seconds of a process, its reaped children and its live children."""
     total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[0] is stat field 3: ppid is field 4, utime 14, stime 15, cutime 16, cstime 17.
-        if int(entry) == pid:
-            total += sum(int(f) for f in fields[11:15])
-        elif int(fields[1]) == pid:
-            total += int(fields[11]) + int(fields[12])
+    for child, f in proc_stats():
+        if child == pid:
+            total += sum(int(x) for x in f[11:15])
+        elif int(f[1]) == pid:
+            total += int(f[11]) + int(f[12])
     return total / TICKS
 
 
@@ -89,14 +81,19 @@ def check_runs() -> dict[str, float]:
     return runs
 
 
+def children_cpu() -> float:
+    """User+system CPU seconds of this process's reaped children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def ffmpeg_cpu(url: str) -> float:
     """CPU seconds of one `ffmpeg -rtsp_transport tcp -i URL -frames:v 1` grab."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = children_cpu()
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-timeout",
                     "10000000", "-i", url, "-frames:v", "1", "-f", "null", "-"],
                    capture_output=True, timeout=60, check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return children_cpu() - before
 
 
 def camera_urls(lab: Lab) -> dict[str, tuple[str, str]]:
@@ -123,18 +120,14 @@ asyncio.run(main())
 
 def idle_floor(seconds: float) -> float:
     """CPU seconds per second of a Python process that only wakes 10 times a second."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.monotonic()
+    before, t0 = children_cpu(), time.monotonic()
     subprocess.run([sys.executable, "-c", SLEEPER.format(seconds=seconds)], check=True,
                    timeout=seconds + 60)
-    t1 = time.monotonic()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu, t1 = children_cpu() - before, time.monotonic()
     # Less the start-up (imports) of an interpreter, measured the same way.
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = children_cpu()
     subprocess.run([sys.executable, "-c", SLEEPER.format(seconds=0)], check=True, timeout=60)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    start = children_cpu() - before
     return max(0.0, cpu - start) / (t1 - t0)
 
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,9 +43,12 @@ def private_config(tmp: Path) -> Path:
     return path
 
 
-def session_cpu_seconds(sid: int) -> float:
-    """User+system CPU seconds of every live process in session `sid`."""
-    total = 0
+def proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, fields of /proc/PID/stat from field 3 on) of every live process.
+
+    fields[0] is stat field 3 (state): ppid is fields[1], session fields[3], utime
+    fields[11], stime fields[12], cutime and cstime fields[13:15] (clock ticks).
+    """
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -52,11 +56,12 @@ def session_cpu_seconds(sid: int) -> float:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[1].split()
-        # fields[0] is field 3 (state): session is field 6, utime 14, stime 15.
-        if int(fields[3]) == sid:
-            total += int(fields[11]) + int(fields[12])
-    return total / TICKS
+        yield int(entry), stat.rsplit(")", 1)[1].split()
+
+
+def session_cpu_seconds(sid: int) -> float:
+    """User+system CPU seconds of every live process in session `sid`."""
+    return sum(int(f[11]) + int(f[12]) for _, f in proc_stats() if int(f[3]) == sid) / TICKS
 
 
 def measure(sid: int, seconds: float) -> float:

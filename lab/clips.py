@@ -38,7 +38,7 @@ VARIANTS = ("ok", "black", "frozen", "blurred", "moved", "dark")
 SCENES = ("fractal", "meadow", "market", "pattern")
 RESOLUTIONS = ((640, 360), (1280, 720), (1920, 1080))
 # Bump when a filter below changes, so cached clips are rebuilt.
-GENERATOR_VERSION = "11"
+GENERATOR_VERSION = "12"
 FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf",
     "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
@@ -235,11 +235,14 @@ def _build(spec: ClipSpec, out_dir: Path, root: Path) -> None:
     base = ["ffmpeg", "-nostdin", "-v", "error", "-y"]
     if spec.variant == "frozen":
         # A stalled encoder repeats one frame: render the ok picture once, then encode it
-        # unchanged for the whole clip (the clock stops too).
+        # unchanged for the whole clip (the clock stops too). The frame is one between two
+        # keyframes of the ok clip: were it a keyframe's picture (frame 0 was), the first
+        # grab after the camera recovers could be that very picture and still look frozen.
         ok = ClipSpec(spec.scene, spec.width, spec.height, "ok")
         still = out_dir / "still.png"
-        _run([*base, *_inputs(ok, root), "-filter_complex", _graph(ok), "-frames:v", "1",
-              str(still)])
+        between = KEYFRAME_INTERVAL // 2
+        _run([*base, *_inputs(ok, root), "-filter_complex",
+              f"{_graph(ok)},select=eq(n\\,{between})", "-frames:v", "1", str(still)])
         # One GOP at a constant quantiser, looped: every keyframe is the same bytes, so each
         # decoded frame is bit-identical (x264's rate control would vary keyframe quality).
         args = _encoder_args()

@@ -51,7 +51,8 @@ CLOSE_TIMEOUT = 1.0  # closing aiohttp sessions must not outlive a check by much
 # Some cameras (the recorded Axis Q6045-E) answer GetServices with a fault: fall back.
 GET_SERVICES_EXCEPTIONS = (zeep.exceptions.Fault, ONVIFError)
 STREAM_SETUP = {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}
-PICTURE_CODECS = frozenset({"H264", "H265"})  # MJPEG profiles: no keyframes to wait for, and big
+# Codecs a picture profile may use: MJPEG profiles are the snapshot's, and cost more to carry.
+PICTURE_CODECS = frozenset({"H264", "H265"})
 
 
 class OnvifSettings(CheckSettings):
@@ -218,8 +219,8 @@ async def _find_uris(cam: onvif.ONVIFCamera, facts: OnvifFacts,
         facts.snapshot_uri = str(snap.Uri) if snap is not None and snap.Uri else None
     small = picture_profile(profiles, chosen)
     if small is not None:
-        # The sub-stream NVRs use for motion detection: the picture checks read it, at a
-        # fraction of the main stream's decoding cost and bandwidth (docs/performance-camera.md).
+        # The sub-stream NVRs use for motion detection: the picture checks may read it, at a
+        # fraction of the main stream's decoding cost (docs/performance-camera.md).
         with contextlib.suppress(zeep.exceptions.Fault):
             sub = await media.GetStreamUri({"StreamSetup": STREAM_SETUP,
                                             "ProfileToken": small.token})

@@ -361,16 +361,19 @@ async def _grab(target: Target, settings: RtspSettings, state: dict[str, Any], u
     With a picture stream both are read at once (the wall time stays one keyframe interval);
     the main stream's facts (codec, size, rate, time to first frame) are the camera's, the
     frame is the picture stream's. A picture stream that fails while the main one works is
-    set aside for `picture_retry` and the main stream is decoded instead, in this check.
+    set aside for `picture_retry` and the main stream is decoded instead, in this check: the
+    picture stream gets half the time left, so a hanging one leaves time for that.
     """
     pool = get_pool()
     jpeg = frame_due(settings, state, time.time())
     if picture is None:
         return await pool.grab(with_credentials(uri, target), deadline, settings.transport,
                                jpeg=jpeg)
+    now = asyncio.get_running_loop().time()
     main_res, pic_res = await asyncio.gather(
         pool.grab(with_credentials(uri, target), deadline, settings.transport, decode=False),
-        pool.grab(with_credentials(picture, target), deadline, settings.transport, jpeg=jpeg),
+        pool.grab(with_credentials(picture, target), now + (deadline - now) / 2,
+                  settings.transport, jpeg=jpeg),
         return_exceptions=True)
     for res in (main_res, pic_res):
         if isinstance(res, BaseException) and not isinstance(res, GrabError):

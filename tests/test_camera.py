@@ -430,6 +430,20 @@ async def test_a_failing_picture_stream_falls_back_to_the_main_stream(
 
 
 @pytest.mark.lab
+async def test_a_hanging_picture_stream_leaves_time_for_the_main_stream(
+        clean: Lab, camcfg: LoadedConfig, pool: Any) -> None:
+    """The picture stream gets half the check's time: one that never answers (another lab
+    camera in `hang`) still leaves the main stream time to be decoded in the same check."""
+    cam = Camera(camcfg, "cam-a")
+    clean.fault("cam-c", "hang")
+    cam.target.options["picture_url"] = str(clean.camera("cam-c")["rtsp"])
+    status, problems, results = await cam.check()
+    assert (status, problems) == (Status.OK, set()), results["rtsp"].facts
+    assert results["rtsp"].facts["picture_stream_error"].startswith("timeout"), results["rtsp"].facts
+    assert results["rtsp"].facts["width"] == 1280 and "picture_stream" not in results["rtsp"].facts
+
+
+@pytest.mark.lab
 async def test_a_configured_picture_url_on_a_1080p_axis(
         clean: Lab, camcfg: LoadedConfig, pool: Any) -> None:
     """Axis cameras announce no smaller ONVIF profile but scale a stream on request (VAPIX

@@ -572,3 +572,28 @@ async def test_reboot_drops_open_connections(clean: Lab) -> None:
             assert reset or reader.at_eof()
         finally:
             writer.close()
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scene", ["fractal", "meadow", "market", "pattern"])
+def test_no_healthy_keyframe_looks_like_the_frozen_picture(scene: str) -> None:
+    """A camera that recovers from `frozen` must look alive at the first grab: no keyframe of
+    the ok clip (what a grab decodes) may be the frozen clip's picture, as camnet compares
+    them (this was 1 grab in 7: the frozen still was the ok clip's first frame)."""
+    import av
+
+    from lab import clips
+    from probes import image
+
+    def keyframes(spec: clips.ClipSpec) -> list[Any]:
+        with av.open(str(clips.ensure_clip(spec).h264)) as container:
+            frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)
+                      if f.key_frame]
+        return [image.resize_width(f, image.SMALL_WIDTH) for f in frames]
+
+    settings = image.ImageSettings()
+    frozen = keyframes(clips.ClipSpec(scene, 640, 360, "frozen"))[0]
+    healthy = keyframes(clips.ClipSpec(scene, 640, 360, "ok"))
+    assert len(healthy) == clips.DURATION_S
+    changed = [image.changed_fraction(frozen, k, settings) for k in healthy]
+    assert all(c is not None and c > settings.frozen_changed_fraction for c in changed), changed
