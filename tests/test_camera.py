@@ -436,11 +436,27 @@ async def test_a_hanging_picture_stream_leaves_time_for_the_main_stream(
     camera in `hang`) still leaves the main stream time to be decoded in the same check."""
     cam = Camera(camcfg, "cam-a")
     clean.fault("cam-c", "hang")
-    cam.target.options["picture_url"] = str(clean.camera("cam-c")["rtsp"])
+    hanging = str(clean.camera("cam-c")["rtsp"])
+    cam.target.options["picture_url"] = hanging
+    loop = asyncio.get_running_loop()
+    given: list[tuple[str, bool, float]] = []  # (which, decode, seconds given) per grab
+    real_grab = pool.grab
+
+    async def grab(url: str, deadline: float, *args: Any, **kwargs: Any) -> Any:
+        which = "picture" if url.endswith(hanging.split("://", 1)[1]) else "main"
+        given.append((which, kwargs.get("decode", True), deadline - loop.time()))
+        return await real_grab(url, deadline, *args, **kwargs)
+
+    pool.grab = grab
     status, problems, results = await cam.check()
     assert (status, problems) == (Status.OK, set()), results["rtsp"].facts
     assert results["rtsp"].facts["picture_stream_error"].startswith("timeout"), results["rtsp"].facts
     assert results["rtsp"].facts["width"] == 1280 and "picture_stream" not in results["rtsp"].facts
+    # The main stream waited for with the whole time, the picture stream given half of it,
+    # then the main stream decoded with what the picture stream left.
+    (w1, d1, t1), (w2, d2, t2), (w3, d3, t3) = given
+    assert (w1, d1, w2, d2, w3, d3) == ("main", False, "picture", True, "main", True), given
+    assert t2 <= 0.55 * t1 and t3 >= 0.4 * t1, given
 
 
 @pytest.mark.lab
