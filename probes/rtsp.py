@@ -366,12 +366,12 @@ async def _grab(target: Target, settings: RtspSettings, state: dict[str, Any], u
     """
     pool = get_pool()
     jpeg = frame_due(settings, state, time.time())
+    main = with_credentials(uri, target)
     if picture is None:
-        return await pool.grab(with_credentials(uri, target), deadline, settings.transport,
-                               jpeg=jpeg)
+        return await pool.grab(main, deadline, settings.transport, jpeg=jpeg)
     now = asyncio.get_running_loop().time()
     main_res, pic_res = await asyncio.gather(
-        pool.grab(with_credentials(uri, target), deadline, settings.transport, decode=False),
+        pool.grab(main, deadline, settings.transport, decode=False),
         pool.grab(with_credentials(picture, target), now + (deadline - now) / 2,
                   settings.transport, jpeg=jpeg),
         return_exceptions=True)
@@ -385,8 +385,7 @@ async def _grab(target: Target, settings: RtspSettings, state: dict[str, Any], u
         state["picture_failed_at"] = time.monotonic()
         result.facts["picture_stream_error"] = f"{pic_res.reason}: {pic_res}"
         result.debug(f"picture stream failed ({pic_res.reason}): decoding the main stream")
-        return await pool.grab(with_credentials(uri, target), deadline, settings.transport,
-                               jpeg=jpeg)
+        return await pool.grab(main, deadline, settings.transport, jpeg=jpeg)
     assert isinstance(pic_res, Grab)
     state.pop("picture_failed_at", None)
     header = dict(main_res.header)
