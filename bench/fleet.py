@@ -37,7 +37,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.lab_cpu import TICKS, proc_stats  # noqa: E402
+from bench.camera import ffmpeg_grab  # noqa: E402
+from bench.lab_cpu import TICKS, proc_stats, reader_urls  # noqa: E402
 from tests.lab_fixture import Lab, start_lab, stop_lab  # noqa: E402
 
 CONTROL = "127.0.12.253:9839"
@@ -87,25 +88,11 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def ffmpeg_cpu(url: str) -> float:
-    """CPU seconds of one `ffmpeg -rtsp_transport tcp -i URL -frames:v 1` grab."""
-    before = children_cpu()
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-timeout",
-                    "10000000", "-i", url, "-frames:v", "1", "-f", "null", "-"],
-                   capture_output=True, timeout=60, check=True)
-    return children_cpu() - before
-
-
 def camera_urls(lab: Lab) -> dict[str, tuple[str, str]]:
     """Camera id -> (size, RTSP URL with the lab's credentials)."""
-    password = (ROOT / "config" / "secrets" / "lab-camera.password").read_text().strip()
-    out = {}
-    for cid, cam in lab.info["cameras"].items():
-        url = str(cam["rtsp"])
-        if cam["rtsp_auth"]:
-            url = url.replace("rtsp://", f"rtsp://admin:{password}@", 1)
-        out[cid] = (f"{cam['width']}x{cam['height']}", url)
-    return out
+    cams = lab.info["cameras"]
+    return {cid: (f"{cams[cid]['width']}x{cams[cid]['height']}", url)
+            for cid, url in reader_urls(lab).items()}
 
 
 SLEEPER = """
@@ -161,7 +148,9 @@ def main() -> int:
             cpu = cpu1 - cpu0
             by_size: dict[str, list[float]] = {}
             for size, url in camera_urls(lab).values():
-                by_size.setdefault(size, []).append(ffmpeg_cpu(url))
+                cpu_s, _, ok = ffmpeg_grab(url)
+                assert ok, f"ffmpeg could not grab a frame from a {size} camera"
+                by_size.setdefault(size, []).append(cpu_s)
         finally:
             if daemon is not None and daemon.poll() is None:
                 daemon.terminate()

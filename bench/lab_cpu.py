@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.lab_fixture import start_lab, stop_lab  # noqa: E402
+from tests.lab_fixture import Lab, start_lab, stop_lab  # noqa: E402
 
 CONTROL = "127.0.22.250:9840"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -62,6 +62,18 @@ def proc_stats() -> Iterator[tuple[int, list[str]]]:
 def session_cpu_seconds(sid: int) -> float:
     """User+system CPU seconds of every live process in session `sid`."""
     return sum(int(f[11]) + int(f[12]) for _, f in proc_stats() if int(f[3]) == sid) / TICKS
+
+
+def reader_urls(lab: Lab) -> dict[str, str]:
+    """Every lab camera's RTSP URL, with the default config's credentials where it needs them."""
+    password = (ROOT / "config" / "secrets" / "lab-camera.password").read_text().strip()
+    urls = {}
+    for cid, cam in lab.info["cameras"].items():
+        url = str(cam["rtsp"])
+        if cam["rtsp_auth"]:
+            url = url.replace("rtsp://", f"rtsp://admin:{password}@", 1)
+        urls[cid] = url
+    return urls
 
 
 def measure(sid: int, seconds: float) -> float:
@@ -103,11 +115,7 @@ def main() -> int:
             time.sleep(5)
             idle = measure(sid, args.seconds)
             print(f"idle: {idle:.2f}% of one core over {args.seconds:.0f} s")
-            password = (ROOT / "config" / "secrets" / "lab-camera.password").read_text().strip()
-            for cam in lab.info["cameras"].values():
-                url = cam["rtsp"]
-                if cam["rtsp_auth"]:
-                    url = url.replace("rtsp://", f"rtsp://admin:{password}@", 1)
+            for url in reader_urls(lab).values():
                 readers.append(subprocess.Popen(
                     ["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-i", url,
                      "-c", "copy", "-f", "null", "-"],
