@@ -216,6 +216,17 @@ def ffmpeg_filters(stream: str, vf: str, seconds: float = 4.0) -> str:
     return proc.stderr
 
 
+def _ffprobe_size(stream: str) -> tuple[str, int, int]:
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v:0",
+         "-show_entries", "stream=codec_name,width,height", "-of", "json", stream],
+        capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S, check=False,
+    )
+    assert probe.returncode == 0, probe.stderr
+    s = json.loads(probe.stdout)["streams"][0]
+    return s["codec_name"], int(s["width"]), int(s["height"])
+
+
 @pytest.mark.lab
 @pytest.mark.parametrize("cid", ["cam-a", "cam-b", "cam-d"])
 async def test_healthy_camera_is_ok_and_facts_match_ffprobe(
@@ -224,15 +235,7 @@ async def test_healthy_camera_is_ok_and_facts_match_ffprobe(
     status, problems, results = await cam.checks(2)
     assert (status, problems) == (Status.OK, set())
     facts = results["rtsp"].facts
-    probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v:0",
-         "-show_entries", "stream=codec_name,width,height", "-of", "json", url(clean, cid)],
-        capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S, check=False,
-    )
-    assert probe.returncode == 0, probe.stderr
-    stream = json.loads(probe.stdout)["streams"][0]
-    assert (facts["codec"], facts["width"], facts["height"]) == (
-        stream["codec_name"], stream["width"], stream["height"])
+    assert (facts["codec"], facts["width"], facts["height"]) == _ffprobe_size(url(clean, cid))
     # The keyframe camnet decoded is the size of the stream's keyframes as ffprobe reads them
     # (the lab loops a few different ones; a P-frame or the decoded picture would be far off).
     packets = subprocess.run(
@@ -353,17 +356,6 @@ async def test_save_frame_keeps_the_last_frame(
     _, _, results = await cam.check()
     assert results["rtsp"].artifacts["frame_jpeg"][:2] == b"\xff\xd8"
     assert cam.state["last_frame_jpeg_time"] > taken
-
-
-def _ffprobe_size(stream: str) -> tuple[str, int, int]:
-    probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v:0",
-         "-show_entries", "stream=codec_name,width,height", "-of", "json", stream],
-        capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S, check=False,
-    )
-    assert probe.returncode == 0, probe.stderr
-    s = json.loads(probe.stdout)["streams"][0]
-    return s["codec_name"], int(s["width"]), int(s["height"])
 
 
 @pytest.mark.lab
