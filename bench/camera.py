@@ -167,7 +167,7 @@ def floor_grab(url: str) -> float:
 
     from probes.grab_worker import open_stream
 
-    av.logging.set_level(av.logging.PANIC)
+    av.logging.set_level(None)  # as the grab worker
     t0 = time.process_time()
     container = open_stream(url, "tcp", 10.0)
     try:
