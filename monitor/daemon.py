@@ -22,7 +22,7 @@ from monitor.config import ConfigError, LoadedConfig, ServerConfig, load_config
 from monitor.exporter import DeviceCollector, WebHooks, build_app, start_server
 from monitor.logs import event, register_secrets, setup_logging
 from monitor.report import render_debug, render_metrics
-from monitor.scheduler import Scheduler, SchedulerMetrics
+from monitor.scheduler import FAILING_POOL_SHARE, Scheduler, SchedulerMetrics
 from monitor.state import DeviceRecord, State
 from probes import rtsp
 
@@ -106,6 +106,7 @@ class Daemon:
             old_listen = self.loaded.config.server.listen if self.loaded and not self.listen else None
             added, changed, removed = self._apply_loaded(loaded)
             await self.scheduler.apply(added, changed, removed)
+            await warm_up_probers(loaded)  # more cameras or concurrency: more grab slots
             if old_listen and old_listen != loaded.config.server.listen:
                 event(log, logging.WARNING, "server.listen changed; restart camnet to move the listener",
                       listen=old_listen, wanted=loaded.config.server.listen)
@@ -133,6 +134,13 @@ class Daemon:
             event(log, logging.WARNING, "some checks did not stop in time; exiting anyway")
 
 
+def grab_slots(concurrency: int) -> int:
+    """Grab workers the scheduler can ever need at once for this RTSP concurrency: each check
+    holds at most two (main and picture stream), from the healthy pool and the failing one,
+    so no check waits for a worker (idle ones beyond the warm-up count are stopped)."""
+    return 2 * (concurrency + max(1, int(concurrency * FAILING_POOL_SHARE)))
+
+
 async def warm_up_probers(loaded: LoadedConfig) -> None:
     """Let probers pay their one-time costs before the first checks: ONVIF parses its WSDLs,
     RTSP starts grab workers sized to the cameras' RTSP concurrency."""
@@ -141,8 +149,9 @@ async def warm_up_probers(loaded: LoadedConfig) -> None:
     cameras = loaded.config.cameras
     if not cameras:
         return
-    size = max(loaded.profile_for(c).rtsp.concurrency for c in cameras)  # type: ignore[union-attr]
-    steps = {"onvif": onvif.warm_up(), "rtsp": rtsp.warm_up(workers=min(2, size), size=size)}
+    conc = max(loaded.profile_for(c).rtsp.concurrency for c in cameras)  # type: ignore[union-attr]
+    steps = {"onvif": onvif.warm_up(),
+             "rtsp": rtsp.warm_up(workers=min(2, conc), size=grab_slots(conc))}
     outcomes = await asyncio.gather(*steps.values(), return_exceptions=True)
     for name, outcome in zip(steps, outcomes, strict=True):
         if isinstance(outcome, Exception):  # an optimisation only: the checks still run without it

@@ -41,7 +41,10 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
-    if os.getppid() == 1:
+    # The parent may have died before prctl: then we were re-parented. Compare with the pid it
+    # gave us, not with 1: in a container the daemon itself is PID 1.
+    expected = os.environ.get("CAMNET_GRAB_PARENT", "")
+    if expected.isdigit() and os.getppid() != int(expected):
         os._exit(0)
 
 

@@ -75,6 +75,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WORKER_START_TIMEOUT = 30.0  # importing av, numpy and cv2 from a cold disk
 WORKER_MARGIN = 0.25  # s the worker's own timeout leaves before the deadline, so it can answer
 MAX_GRABS_PER_WORKER = 1000  # recycle a worker now and then: a slow leak in FFmpeg cannot grow
+# A grab cannot finish in less (open ≈ 0.1 s plus the worker's margin): with less time left,
+# starting one would only get a healthy worker killed at the deadline (≈ 1 s of CPU to replace).
+MIN_GRAB_TIME = WORKER_MARGIN + 0.2
+# Idle workers beyond the warm-up count (≈ 110 MB each) are stopped after this long unused:
+# a burst of hanging cameras does not leave a dozen decoders resident for good.
+IDLE_TTL = 120.0
 FRAME_WIDTH = image.SHARPNESS_WIDTH
 # bench/camera.py: with the main stream 4x the sub-stream's pixels (720p and 360p), the two
 # sessions cost as much CPU as decoding the main keyframe, and more bytes; at 9x (1080p) the
@@ -136,6 +142,7 @@ class _Worker:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.grabs = 0
+        self.idle_since = 0.0
 
     async def request(self, req: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -161,20 +168,30 @@ class GrabPool:
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._reaping: set[asyncio.Task[None]] = set()
+        self.keep = 0  # idle workers kept however long unused (the warm-up count)
+        self._holding = 0  # grabs holding a slot
         self.spawned = 0
         self.killed = 0
 
     async def _spawn(self) -> _Worker:
+        """A new worker, ready for requests, or GrabError (never a bare OSError/TimeoutError)."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
         )
         env.setdefault("MALLOC_ARENA_MAX", "2")  # FIELD-NOTES: keeps a long-lived decoder flat
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "probes.grab_worker",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL, env=env, start_new_session=True,
-        )
+        # The worker dies with us; it needs our pid to tell "orphaned" from "child of PID 1"
+        # (in a container the daemon is PID 1).
+        env["CAMNET_GRAB_PARENT"] = str(os.getpid())
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "probes.grab_worker",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL, env=env, start_new_session=True,
+            )
+        except OSError as e:  # EMFILE, EAGAIN, ENOMEM: camnet's trouble, said as such
+            raise GrabError("decoder_crashed",
+                            f"cannot start a grab worker: {e.strerror or type(e).__name__}") from None
         worker = _Worker(proc)
         self.spawned += 1
         try:
@@ -183,10 +200,31 @@ class GrabPool:
                 ready = await proc.stdout.readline()
             if ready != b"ready\n":
                 raise GrabError("decoder_crashed", "grab worker failed to start")
+        except TimeoutError:
+            self._discard(worker)
+            raise GrabError("decoder_crashed", "grab worker did not start within "
+                            f"{WORKER_START_TIMEOUT:g} s") from None
         except BaseException:
             self._discard(worker)
             raise
         return worker
+
+    def _take_idle(self) -> _Worker | None:
+        """The most recently used live idle worker (a dead one, e.g. OOM-killed, is reaped)."""
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.proc.returncode is None:
+                return worker
+            self._discard(worker)
+        return None
+
+    def _put_idle(self, worker: _Worker) -> None:
+        """Back to the idle list; stop workers beyond `keep` that went unused for IDLE_TTL."""
+        now = self.loop.time()
+        worker.idle_since = now
+        self._idle.append(worker)
+        while len(self._idle) > self.keep and now - self._idle[0].idle_since > IDLE_TTL:
+            self._discard(self._idle.pop(0))
 
     def _discard(self, worker: _Worker) -> None:
         """Kill a worker (hung, crashed or worn out) and reap it without waiting here."""
@@ -208,9 +246,15 @@ class GrabPool:
 
     async def start(self, workers: int) -> None:
         """Start `workers` workers now (the daemon's warm-up), so no check pays for it."""
+        self.keep = max(self.keep, min(workers, self.size))
         want = max(0, min(workers, self.size) - len(self._idle))
-        new = await asyncio.gather(*(self._spawn() for _ in range(want)))
-        self._idle.extend(new)
+        new = await asyncio.gather(*(self._spawn() for _ in range(want)), return_exceptions=True)
+        for worker in new:  # the ones that started serve, whatever happened to the others
+            if isinstance(worker, _Worker):
+                self._put_idle(worker)
+        for failure in new:
+            if isinstance(failure, BaseException):
+                raise failure
 
     async def grab(self, url: str, deadline: float, transport: str = "tcp",
                    jpeg: bool = True, worker_timeout: float | None = None,
@@ -221,35 +265,69 @@ class GrabPool:
         overrides the worker's own time limit (benchmarks use a long one to exercise the kill
         path: the deadline is enforced here whatever the worker does).
         """
-        async with self._sem:
+        sem = self._sem  # released to the very semaphore acquired, whatever resize() does
+        try:
             async with asyncio.timeout_at(deadline):
-                worker = self._idle.pop() if self._idle else await self._spawn()
-            self._busy.add(worker)
-            remaining = deadline - self.loop.time() - WORKER_MARGIN
-            limit = worker_timeout if worker_timeout is not None else max(0.2, remaining)
-            req = {"url": url, "timeout": limit, "transport": transport,
-                   "width": FRAME_WIDTH, "jpeg": jpeg and decode, "decode": decode}
+                await sem.acquire()
+        except TimeoutError:
+            raise GrabError("timeout", f"all {self.size} grab workers busy until the deadline "
+                            "(camnet is short of workers, see rtsp.concurrency)") from None
+        self._holding += 1
+        try:
+            return await self._grab_with_slot(url, deadline, transport, jpeg, worker_timeout,
+                                              decode)
+        finally:
+            self._holding -= 1
+            sem.release()
+
+    async def _grab_with_slot(self, url: str, deadline: float, transport: str, jpeg: bool,
+                              worker_timeout: float | None, decode: bool) -> Grab:
+        if deadline - self.loop.time() < MIN_GRAB_TIME:
+            raise GrabError("timeout", "too little time left before the deadline for a grab")
+        worker = self._take_idle()
+        if worker is None:
             try:
                 async with asyncio.timeout_at(deadline):
-                    header, grey, jpeg_bytes = await worker.request(req)
+                    worker = await self._spawn()
             except TimeoutError:
-                self._discard(worker)
-                raise GrabError("timeout", "no frame before the deadline (decoder killed)") from None
-            except (EOFError, asyncio.IncompleteReadError, ConnectionError, ValueError) as e:
-                self._discard(worker)
-                raise GrabError("decoder_crashed", f"grab worker died: {type(e).__name__}") from None
-            except BaseException:  # cancelled: the worker may be mid-grab, so it cannot be reused
-                self._discard(worker)
-                raise
-            self._busy.discard(worker)
-            if worker.grabs >= MAX_GRABS_PER_WORKER:
-                self._discard(worker)
-            else:
-                self._idle.append(worker)
+                raise GrabError("timeout", "no grab worker could start before the deadline "
+                                "(camnet's machine is overloaded)") from None
+        self._busy.add(worker)
+        remaining = deadline - self.loop.time() - WORKER_MARGIN
+        limit = worker_timeout if worker_timeout is not None else max(0.2, remaining)
+        req = {"url": url, "timeout": limit, "transport": transport,
+               "width": FRAME_WIDTH, "jpeg": jpeg and decode, "decode": decode}
+        try:
+            async with asyncio.timeout_at(deadline):
+                header, grey, jpeg_bytes = await worker.request(req)
+        except TimeoutError:
+            self._discard(worker)
+            raise GrabError("timeout", "no frame before the deadline (decoder killed)") from None
+        except (EOFError, asyncio.IncompleteReadError, ConnectionError, ValueError) as e:
+            self._discard(worker)
+            raise GrabError("decoder_crashed", f"grab worker died: {type(e).__name__}") from None
+        except BaseException:  # cancelled: the worker may be mid-grab, so it cannot be reused
+            self._discard(worker)
+            raise
+        self._busy.discard(worker)
+        if worker.grabs >= MAX_GRABS_PER_WORKER:
+            self._discard(worker)
+        else:
+            self._put_idle(worker)
         if not header.get("ok"):
             raise GrabError(str(header.get("reason", "bad_reply")), str(header.get("message", "")))
         h, w = header["grey_shape"]
         return Grab(header, np.frombuffer(grey, np.uint8).reshape(h, w), jpeg_bytes)
+
+    def resize(self, size: int) -> None:
+        """Set the cap on concurrent grabs; while grabs run (a config reload) it only grows."""
+        if not self._holding:
+            self._sem = asyncio.Semaphore(size)
+            self.size = size
+            return
+        for _ in range(size - self.size):
+            self._sem.release()
+        self.size = max(self.size, size)
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers (for benchmarks: their CPU time and memory)."""
@@ -286,8 +364,7 @@ async def warm_up(workers: int = 2, size: int = 8) -> None:
     global _POOL_SIZE
     _POOL_SIZE = size
     pool = get_pool()
-    pool.size = size
-    pool._sem = asyncio.Semaphore(size)
+    pool.resize(size)
     await pool.start(workers)
 
 

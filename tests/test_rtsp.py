@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -260,3 +265,136 @@ def test_frame_due_renews_the_kept_frame_when_it_matters() -> None:
     state["frame_stale"] = True  # a suspect picture or a failed grab last time
     assert rtsp.frame_due(settings, state, 1001.0)
     assert not rtsp.frame_due(settings.model_copy(update={"save_frame": False}), state, 2000.0)
+
+
+@pytest.mark.lab
+async def test_workers_start_when_camnet_is_pid_1(clean: Lab) -> None:
+    """In a container the daemon is PID 1: its grab workers must not take that for being
+    orphaned (they did, and exited at once: every camera showed no_stream)."""
+    if shutil.which("unshare") is None:
+        pytest.fail("unshare (util-linux) is needed to run camnet as PID 1 here")
+    script = (
+        "import asyncio, json, os, sys\n"
+        "from probes import rtsp\n"
+        "async def main():\n"
+        "    loop = asyncio.get_running_loop()\n"
+        "    try:\n"
+        "        g = await rtsp.get_pool().grab(sys.argv[1], loop.time() + 10)\n"
+        "        out = {'pid': os.getpid(), 'width': g.header['width']}\n"
+        "    except rtsp.GrabError as e:\n"
+        "        out = {'pid': os.getpid(), 'error': e.reason}\n"
+        "    await rtsp.shutdown()\n"
+        "    print(json.dumps(out))\n"
+        "asyncio.run(main())\n")
+    proc = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", script,
+         str(clean.camera("cam-d")["rtsp"])],
+        capture_output=True, text=True, timeout=60, check=False, cwd=rtsp.PROJECT_ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout) == {"pid": 1, "width": 640}
+
+
+def test_an_orphaned_worker_exits_at_once() -> None:
+    """A worker whose parent died before it could ask to die with it (re-parented) exits."""
+    env = {**os.environ, "PYTHONPATH": str(rtsp.PROJECT_ROOT)}
+    args = [sys.executable, "-m", "probes.grab_worker"]
+    mine = subprocess.run(args, input=b"", capture_output=True, timeout=60, check=False,
+                          env={**env, "CAMNET_GRAB_PARENT": str(os.getpid())})
+    assert mine.stdout == b"ready\n"
+    other = subprocess.run(args, input=b"", capture_output=True, timeout=60, check=False,
+                           env={**env, "CAMNET_GRAB_PARENT": str(os.getpid() + 1)})
+    assert (other.returncode, other.stdout) == (0, b"")
+
+
+async def test_waiting_for_a_free_worker_holds_the_deadline(pool: Any) -> None:
+    """Every worker busy (here the only one, with a camera that never answers): the next
+    grab gives up at its own deadline, and the busy worker is left alone."""
+    pool.resize(1)
+    async with tcp_server("127.0.12.55", 8554, silent):
+        loop = asyncio.get_running_loop()
+        first = asyncio.create_task(pool.grab("rtsp://127.0.12.55:8554/a", loop.time() + 4.0))
+        await asyncio.sleep(0.5)
+        killed = pool.killed
+        outcome, late = await grab_with_deadline("rtsp://127.0.12.55:8554/b")
+        assert isinstance(outcome, rtsp.GrabError) and outcome.reason == "timeout"
+        assert "busy" in str(outcome) and late < DEADLINE_SLACK_S
+        assert pool.killed == killed and not first.done()
+        with pytest.raises(rtsp.GrabError):
+            await first
+
+
+async def test_too_little_time_left_costs_no_worker(pool: Any) -> None:
+    """A check whose ONVIF discovery ate the deadline does not start a grab that could only be
+    killed (a healthy worker costs ≈ 1 s of CPU to replace)."""
+    await pool.start(1)
+    [pid] = pool.worker_pids()
+    loop = asyncio.get_running_loop()
+    with pytest.raises(rtsp.GrabError) as err:
+        await pool.grab("rtsp://127.0.12.56:8554/x", loop.time() + rtsp.MIN_GRAB_TIME / 2)
+    assert err.value.reason == "timeout"
+    assert (pool.killed, pool.spawned, pool.worker_pids()) == (0, 1, [pid])
+
+
+@pytest.mark.lab
+async def test_a_worker_that_died_idle_is_not_handed_out(clean: Lab, pool: Any) -> None:
+    """A worker killed while idle (the OOM killer, an operator) costs no camera a check."""
+    await pool.start(1)
+    [pid] = pool.worker_pids()
+    os.kill(pid, signal.SIGKILL)
+    await asyncio.sleep(0.3)
+    outcome, _ = await grab_with_deadline(clean.camera("cam-d")["rtsp"])
+    assert isinstance(outcome, rtsp.Grab), outcome
+    assert pid not in pool.worker_pids()
+
+
+async def test_worker_start_failures_are_grab_errors(pool: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of file descriptors or processes: a classified failure, not a prober crash; and a
+    warm-up where one worker fails keeps the ones that started."""
+    real_exec = asyncio.create_subprocess_exec
+    calls = 0
+
+    async def second_fails(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return await real_exec(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", second_fails)
+    with pytest.raises(rtsp.GrabError) as err:
+        await pool.start(2)
+    assert err.value.reason == "decoder_crashed"
+    assert str(err.value) == "cannot start a grab worker: Too many open files"
+    assert len(pool.worker_pids()) == 1  # the one that started serves
+    [pid] = pool.worker_pids()
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", real_exec)
+    await pool.close()
+    await asyncio.sleep(0.1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+@pytest.mark.lab
+async def test_idle_workers_beyond_the_warm_up_count_are_stopped(
+        clean: Lab, pool: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst of concurrent grabs starts extra workers (≈ 110 MB each); once unused for
+    IDLE_TTL they are stopped, down to the warm-up count."""
+    await pool.start(1)
+    cam = clean.camera("cam-d")["rtsp"]
+    burst = await asyncio.gather(*(grab_with_deadline(cam) for _ in range(3)))
+    assert all(isinstance(o, rtsp.Grab) for o, _ in burst), burst
+    extra = pool.worker_pids()
+    assert len(extra) == 3  # all kept while they were used recently
+    monkeypatch.setattr(rtsp, "IDLE_TTL", 0.3)
+    await asyncio.sleep(0.5)
+    outcome, _ = await grab_with_deadline(cam)
+    assert isinstance(outcome, rtsp.Grab)
+    await asyncio.sleep(0.2)  # the background reaper
+    assert len(pool.worker_pids()) == 1
+    gone = [p for p in extra if p not in pool.worker_pids()]
+    assert len(gone) == 2
+    for p in gone:
+        with pytest.raises(ProcessLookupError):
+            os.kill(p, 0)
+
