@@ -11,10 +11,8 @@ import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-SECRET_MASK = "<secret>"
+from probes.base import SECRET_MASK, redact_urls
 
-# user:password@ (or user@) in any URL (rtsp://, http://, snmp:// ...): credentials never leave.
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 _LOGFMT_BARE = re.compile(r"^[^\s=\"]+$")
 
 
@@ -49,7 +47,8 @@ def redact(text: str, extra: Iterable[str] = ()) -> str:
     for value in (*sorted(extra, key=len, reverse=True), *_SECRETS.values()):
         if value and value in text:
             text = text.replace(value, SECRET_MASK)
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{SECRET_MASK}@", text)
+    # user:password@ (or user@) and user=/password= parameters in any URL never leave.
+    return redact_urls(text)
 
 
 def _logfmt_value(value: Any) -> str:

@@ -35,6 +35,38 @@ def parse_duration(value: Any) -> float:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
+SECRET_MASK = "<secret>"
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]+")
+_URL_USERINFO = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]*@")
+# Credentials some cameras carry in the path or query instead of user:password@: XMEye-style
+# `/user=admin_password=…_channel=1_stream=0.sdp`, `?user=…&password=…`, `?loginuse=…&loginpas=…`.
+_URL_SECRET_PARAM = re.compile(
+    r"(?i)(?<=[/?&;_])(user|username|usr|password|passwd|pass|pwd|loginuse|loginpas|token|auth)"
+    r"=[^&;_/#\s\"'<>]*")
+
+
+def strip_userinfo(url: str) -> str:
+    """`url` without its `user:password@` part; never raises, whatever the camera sent."""
+    m = _URL_USERINFO.match(url)
+    return m.group("scheme") + url[m.end():] if m else url
+
+
+def redact_url(url: str) -> str:
+    """`url` for people: no `user:password@`, credential-like parameters masked; never raises."""
+    return _URL_SECRET_PARAM.sub(lambda m: f"{m.group(1)}={SECRET_MASK}", strip_userinfo(url))
+
+
+def redact_urls(text: str) -> str:
+    """Every URL in `text` as `redact_url` shows it, credentials masked (`<secret>@`)."""
+    def one(m: re.Match[str]) -> str:
+        url = m.group(0)
+        bare = strip_userinfo(url)
+        if bare != url:
+            scheme = url.split("://", 1)[0]
+            bare = f"{scheme}://{SECRET_MASK}@{bare.split('://', 1)[1]}"
+        return _URL_SECRET_PARAM.sub(lambda p: f"{p.group(1)}={SECRET_MASK}", bare)
+    return _URL.sub(one, text)
+
 
 class StrictModel(BaseModel):
     """Base for config models: unknown keys are errors."""

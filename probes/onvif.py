@@ -29,7 +29,7 @@ from onvif.exceptions import ONVIFAuthError, ONVIFError, ONVIFTimeoutError
 from onvif.util import is_auth_error
 from pydantic import Field
 
-from probes.base import CheckResult, CheckSettings, Duration, MetricDef, Target
+from probes.base import CheckResult, CheckSettings, Duration, MetricDef, Target, redact_url
 
 METRICS: dict[str, MetricDef] = {
     "camnet_camera_onvif_up": MetricDef(
@@ -340,11 +340,9 @@ async def probe_onvif(
     result.facts.update(ident)
     result.facts["clock_offset"] = facts.clock_offset
     if state.get("stream_uri"):
-        from probes.rtsp import redact
-
-        result.facts["stream_uri"] = redact(str(state["stream_uri"]))
+        result.facts["stream_uri"] = redact_url(str(state["stream_uri"]))
     if state.get("snapshot_uri"):
-        result.facts["snapshot_uri"] = str(state["snapshot_uri"])
+        result.facts["snapshot_uri"] = redact_url(str(state["snapshot_uri"]))
     result.message = (f"{ident.get('vendor', '?')} {ident.get('model', '?')}, clock offset "
                       f"{facts.clock_offset if facts.clock_offset is not None else '?'} s")
     return result

@@ -17,13 +17,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import numpy as np
 from pydantic import Field
 
 from probes import image, onvif
-from probes.base import CheckResult, CheckSettings, Duration, MetricDef, Target
+from probes.base import (
+    CheckResult,
+    CheckSettings,
+    Duration,
+    MetricDef,
+    Target,
+    redact_url,
+    strip_userinfo,
+)
 from probes.image import ImageSettings
 
 __all__ = ["GrabError", "GrabPool", "ImageSettings", "RtspSettings", "probe_rtsp", "warm_up"]
@@ -377,15 +385,8 @@ async def shutdown() -> None:
 
 
 def redact(url: str) -> str:
-    """The URL without user and password (for facts, logs and messages)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL without credentials (for facts, logs and messages); never raises."""
+    return redact_url(url)
 
 
 def with_credentials(url: str, target: Target) -> str:
@@ -397,9 +398,11 @@ def with_credentials(url: str, target: Target) -> str:
     password = target.auth.secret("rtsp_password") or target.auth.secret("password")
     if not user:
         return url
-    parts = urlsplit(redact(url))
+    scheme, sep, rest = strip_userinfo(url).partition("://")
+    if not sep:
+        return url
     cred = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
-    return urlunsplit(parts._replace(netloc=f"{cred}@{parts.netloc}"))
+    return f"{scheme}://{cred}@{rest}"
 
 
 async def _stream_uri(target: Target, state: dict[str, Any], deadline: float,

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from monitor import logs
 from monitor.config import LoadedConfig, OnvifAuth
 from probes import rtsp
 from probes.base import Credentials, Target
@@ -249,6 +250,26 @@ async def test_rtsp_digest_and_no_secret_in_results(clean: Lab, pool: Any) -> No
 def test_redact_and_credentials() -> None:
     assert rtsp.redact("rtsp://u:p%40ss@10.0.0.1:554/a?b=c") == "rtsp://10.0.0.1:554/a?b=c"
     assert rtsp.redact("rtsp://[::1]:554/x") == "rtsp://[::1]:554/x"
+    # Cameras that carry credentials in the path or query (XMEye, some Dahua and P2P models).
+    xmeye = "rtsp://10.0.0.2:554/user=admin_password=tlJwpbo6_channel=1_stream=0.sdp"
+    assert rtsp.redact(xmeye) == ("rtsp://10.0.0.2:554/user=<secret>_password=<secret>"
+                                  "_channel=1_stream=0.sdp")
+    query = "rtsp://10.0.0.3/cam/realmonitor?channel=1&user=admin&password=Zx9&subtype=1"
+    assert rtsp.redact(query) == ("rtsp://10.0.0.3/cam/realmonitor?channel=1&user=<secret>"
+                                  "&password=<secret>&subtype=1")
+    assert logs.redact(f"grab failed url={query}") == f"grab failed url={rtsp.redact(query)}"
+    # Whatever a camera announces, redacting it never raises (a bad URI is the camera's fault,
+    # not a prober crash), and an unencoded "@" in a password does not leave half of it.
+    for bad in ("rtsp://[zz]/x", "rtsp://[broken/x", "rtsp://u:pw@h:99999/x",
+                "rtsp://u:pw@h:abc/x", "rtsp://u:p@ss@10.0.0.1/x", "not a url"):
+        shown = rtsp.redact(bad)
+        assert "pw" not in shown and "ss@" not in shown and "p@" not in shown, shown
+    # The camera needs its own path parameters: credentials go in, nothing else changes.
+    t = Target("c", "camera", "10.0.0.2", {}, Credentials(
+        OnvifAuth(type="onvif", username="admin"),
+        {"password": SecretStr("pw"), "rtsp_password": None}), {})
+    assert rtsp.with_credentials(xmeye, t) == xmeye.replace("://", "://admin:pw@")
+    assert rtsp.with_credentials("rtsp://old:x@[::1]/x", t) == "rtsp://admin:pw@[::1]/x"
     auth = Credentials(OnvifAuth(type="onvif", username="ad min", rtsp_username="viewer"),
                        {"password": SecretStr("p@ss:/"), "rtsp_password": None})
     t = Target("c", "camera", "127.0.0.1", {}, auth, {})
@@ -398,3 +419,16 @@ async def test_idle_workers_beyond_the_warm_up_count_are_stopped(
         with pytest.raises(ProcessLookupError):
             os.kill(p, 0)
 
+
+async def test_an_unusable_uri_from_the_camera_is_a_failed_check(pool: Any) -> None:
+    """ONVIF may announce a URI nobody can parse: the check fails as the camera's fault,
+    with no credential in what it says, instead of crashing the prober."""
+    auth = Credentials(OnvifAuth(type="onvif", username="admin"),
+                       {"password": SecretStr("pw-in-uri-77"), "rtsp_password": None})
+    target = Target("c", "camera", "127.0.12.57", {"camera": "c"}, auth, {"onvif_port": 9})
+    state: dict[str, Any] = {"stream_uri": "rtsp://admin:pw-in-uri-77@[zz]:99999/x"}
+    loop = asyncio.get_running_loop()
+    result = await rtsp.probe_rtsp(target, rtsp.RtspSettings(), state, loop.time() + 3)
+    assert not result.success and result.reason in rtsp.REASON_PROBLEM, result
+    assert result.problems["no_stream"] or result.problems["unreachable"]
+    assert "pw-in-uri-77" not in repr(result)
