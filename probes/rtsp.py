@@ -440,38 +440,52 @@ async def _grab(target: Target, settings: RtspSettings, state: dict[str, Any], u
 
     With a picture stream both are read at once (the wall time stays one keyframe interval);
     the main stream's facts (codec, size, rate, time to first frame) are the camera's, the
-    frame is the picture stream's. A picture stream that fails while the main one works is
-    set aside for `picture_retry` and the main stream is decoded instead, in this check: the
-    picture stream gets half the time left, so a hanging one leaves time for that.
+    frame is the picture stream's. A picture stream that fails is set aside for
+    `picture_retry` and the main stream is decoded at once, beside the keyframe wait already
+    running (the picture stream gets half the time left, so a hanging one leaves time for
+    that). If that decode misses the deadline too, the main stream's keyframe still shows the
+    camera streams: a Grab without a frame, the picture not judged this time.
     """
     pool = get_pool()
     jpeg = frame_due(settings, state, time.time())
     main = with_credentials(uri, target)
     if picture is None:
         return await pool.grab(main, deadline, settings.transport, jpeg=jpeg)
-    now = asyncio.get_running_loop().time()
-    main_res, pic_res = await asyncio.gather(
-        pool.grab(main, deadline, settings.transport, decode=False),
-        pool.grab(with_credentials(picture, target), now + (deadline - now) / 2,
-                  settings.transport, jpeg=jpeg),
-        return_exceptions=True)
-    for res in (main_res, pic_res):
-        if isinstance(res, BaseException) and not isinstance(res, GrabError):
-            raise res
-    if isinstance(main_res, GrabError):
-        raise main_res
-    assert isinstance(main_res, Grab)
-    if isinstance(pic_res, GrabError):
-        state["picture_failed_at"] = time.monotonic()
-        result.facts["picture_stream_error"] = f"{pic_res.reason}: {pic_res}"
-        result.debug(f"picture stream failed ({pic_res.reason}): decoding the main stream")
-        return await pool.grab(main, deadline, settings.transport, jpeg=jpeg)
-    assert isinstance(pic_res, Grab)
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    main_task = loop.create_task(pool.grab(main, deadline, settings.transport, decode=False))
+    pic_task = loop.create_task(pool.grab(with_credentials(picture, target),
+                                          now + (deadline - now) / 2, settings.transport,
+                                          jpeg=jpeg))
+    try:
+        try:
+            pic = await pic_task
+        except GrabError as e:
+            state["picture_failed_at"] = time.monotonic()
+            result.facts["picture_stream_error"] = f"{e.reason}: {e}"
+            result.debug(f"picture stream failed ({e.reason}): decoding the main stream")
+            fallback: Grab | GrabError
+            try:
+                fallback = await pool.grab(main, deadline, settings.transport, jpeg=jpeg)
+            except GrabError as fe:
+                fallback = fe
+            if isinstance(fallback, Grab):
+                await asyncio.gather(main_task, return_exceptions=True)
+                return fallback
+            main_only = await main_task  # its GrabError, if any, is the camera's verdict
+            result.debug(f"main stream not decoded either ({fallback.reason}): picture not judged")
+            result.facts["picture_not_checked"] = f"{fallback.reason}: {fallback}"
+            return main_only
+        main_res = await main_task
+    finally:  # cancelled, or a prober bug: no grab outlives the check
+        for task in (main_task, pic_task):
+            task.cancel()
+        await asyncio.gather(main_task, pic_task, return_exceptions=True)
     state.pop("picture_failed_at", None)
     header = dict(main_res.header)
-    header["picture"] = {k: pic_res.header.get(k) for k in ("width", "height", "keyframe_bytes")}
+    header["picture"] = {k: pic.header.get(k) for k in ("width", "height", "keyframe_bytes")}
     result.facts["picture_stream"] = redact(picture)
-    return Grab(header, pic_res.grey, pic_res.jpeg)
+    return Grab(header, pic.grey, pic.jpeg)
 
 
 def frame_due(settings: RtspSettings, state: dict[str, Any], now: float) -> bool:
@@ -490,6 +504,22 @@ def _no_frame(result: CheckResult, state: dict[str, Any]) -> CheckResult:
     if state.get("last_frame_jpeg"):
         result.artifacts["last_frame_jpeg"] = state["last_frame_jpeg"]
         result.facts["last_frame_age"] = round(time.time() - float(last or 0), 1)
+    return result
+
+
+def _stream_only(result: CheckResult, settings: RtspSettings,
+                 state: dict[str, Any]) -> CheckResult:
+    """Finish a check whose stream is alive but whose picture was not decoded this time: the
+    picture problems stay as the last checks left them (no flapping alert either way)."""
+    result.add("camnet_camera_last_frame_timestamp_seconds", state.get("last_frame_time"))
+    if state.get("last_frame_jpeg"):
+        result.artifacts["last_frame_jpeg"] = state["last_frame_jpeg"]
+    streaks = state.get("image", {}).get("streaks", {})
+    held = {p: streaks.get(p, 0) >= settings.image.consecutive for p in image.IMAGE_PROBLEMS}
+    result.problems.update(held)
+    bad = [p for p, on in held.items() if on]
+    result.message = "stream ok; picture not checked this time" + (
+        f" (still {', '.join(bad)})" if bad else "")
     return result
 
 
@@ -530,13 +560,11 @@ async def probe_rtsp(
         return _no_frame(result, state)
     h = grab.header
     now = time.time()
-    state["last_frame_time"] = now
     result.success = True
     result.add("camnet_camera_time_to_first_frame_seconds", h.get("ttff_seconds"))
     result.add("camnet_camera_frame_width_pixels", h.get("width"))
     result.add("camnet_camera_frame_height_pixels", h.get("height"))
     result.add("camnet_camera_frames_per_second", h.get("fps"))
-    result.add("camnet_camera_last_frame_timestamp_seconds", now)
     result.add("camnet_camera_stream_info", 1, codec=str(h.get("codec") or ""),
                profile=str(h.get("profile") or ""))
     result.facts.update(
@@ -544,6 +572,10 @@ async def probe_rtsp(
         height=h.get("height"), fps=h.get("fps"), time_to_first_frame=h.get("ttff_seconds"),
         keyframe_bytes=h.get("keyframe_bytes"),
     )
+    if not grab.grey.size:
+        return _stream_only(result, settings, state)
+    state["last_frame_time"] = now
+    result.add("camnet_camera_last_frame_timestamp_seconds", now)
     if h.get("picture"):
         pic = h["picture"]
         result.facts.update(picture_width=pic.get("width"), picture_height=pic.get("height"),

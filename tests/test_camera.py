@@ -452,6 +452,41 @@ async def test_a_hanging_picture_stream_leaves_time_for_the_main_stream(
 
 
 @pytest.mark.lab
+async def test_main_stream_alive_without_a_decoded_picture_holds_the_picture_verdict(
+        clean: Lab, camcfg: LoadedConfig, pool: Any) -> None:
+    """The picture stream fails and the main stream's decode misses the deadline too, while
+    its keyframe did arrive: the camera streams (up, no `no_stream`), the picture is not
+    judged this time, and a picture problem already raised stays raised (no flapping page)."""
+    cam = Camera(camcfg, "cam-a")
+    clean.fault("cam-a", "dark")
+    _, problems, _ = await cam.checks(4)
+    assert problems == {"dark"}
+    streaks = dict(cam.state["image"]["streaks"])
+    main = str(url(clean, "cam-a")).replace(f"admin:{PASSWORD}@", "")
+    cam.target.options["picture_url"] = re.sub(r"Channels/\d+", "Channels/999", main)
+    real_grab = pool.grab
+    decodes: list[str] = []
+
+    async def grab(u: str, deadline: float, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("decode", True) and "Channels/999" not in u:
+            decodes.append(u)
+            raise rtsp.GrabError("timeout", "no frame before the deadline (decoder killed)")
+        return await real_grab(u, deadline, *args, **kwargs)
+
+    pool.grab = grab
+    status, problems, results = await cam.check()
+    facts = results["rtsp"].facts
+    assert len(decodes) == 1  # the fallback was tried
+    assert results["rtsp"].success and (status, problems) == (Status.WARNING, {"dark"}), facts
+    assert facts["picture_stream_error"].startswith("no_stream"), facts
+    assert facts["picture_not_checked"].startswith("timeout"), facts
+    assert (facts["width"], facts["height"]) == (1280, 720) and facts["keyframe_bytes"] > 0
+    assert not any(x.name == "camnet_camera_sharpness" for x in results["rtsp"].samples)
+    assert results["rtsp"].message.startswith("stream ok; picture not checked")
+    assert cam.state["image"]["streaks"] == streaks  # not one more, not reset
+
+
+@pytest.mark.lab
 async def test_a_configured_picture_url_on_a_1080p_axis(
         clean: Lab, camcfg: LoadedConfig, pool: Any) -> None:
     """Axis cameras announce no smaller ONVIF profile but scale a stream on request (VAPIX
