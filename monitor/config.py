@@ -786,6 +786,14 @@ def _check_references(problems: _Problems, raw: dict[str, Any]) -> None:
             if message:
                 problems.add(("defaults", key), message)
 
+    def _profile_port(d: dict[str, Any], kind: str) -> Any:
+        if kind != "ap":
+            return None
+        name = d.get("profile") or defaults.get("ap_profile")
+        prof = profiles.get(name) if isinstance(name, str) else None
+        snmp = prof.get("snmp") if isinstance(prof, dict) else None
+        return snmp.get("port") if isinstance(snmp, dict) else None
+
     device_sections = (("cameras", "camera", "onvif_port"), ("aps", "ap", "snmp_port"))
     ids: dict[Any, str] = {}
     endpoints: dict[tuple[Any, ...], Any] = {}
@@ -810,7 +818,8 @@ def _check_references(problems: _Problems, raw: dict[str, Any]) -> None:
             elif defaults.get(f"{kind}_auth") is None:
                 problems.add((*loc, "auth"), f"no auth here and no defaults.{kind}_auth")
             address = d.get("address")
-            port_given = d.get(port_key) or defaults.get(port_key)
+            # the port the device is polled on: its own, its profile's snmp.port, the default
+            port_given = d.get(port_key) or _profile_port(d, kind) or defaults.get(port_key)
             if isinstance(address, str) and _is_host(address.strip()) and (
                 port_given is None or type(port_given) is int
             ):

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from probes.base import StrictModel
+from probes.base import Duration, StrictModel
 
 IMAGE_PROBLEMS = ("black", "dark", "blurred", "frozen", "moved")
 
@@ -77,12 +77,12 @@ class ImageSettings(StrictModel):
         default=0.04, ge=0, le=1,
         description="moved when the view shifted by more than this share of its width",
     )
-    reference_refresh: float = Field(
-        default=3600.0, gt=0,
+    reference_refresh: Duration = Field(
+        default=3600.0,
         description="seconds between refreshes of the reference view from a healthy, matching frame",
     )
-    moved_relearn: float = Field(
-        default=86400.0, gt=0, description="seconds a moved view is kept before it becomes the new reference"
+    moved_relearn: Duration = Field(
+        default=86400.0, description="seconds a moved view is kept before it becomes the new reference"
     )
     mask: list[tuple[float, float, float, float]] = Field(
         default_factory=list,
