@@ -29,7 +29,7 @@ OWN_METRICS: dict[str, MetricDef] = {
         "gauge", "Unix time when this check of the device last ran"
     ),
     "camnet_device_status": MetricDef(
-        "gauge", "Verdict of the device: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (not checked yet)"
+        "gauge", "Verdict of the device: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (a prober failed)"
     ),
     "camnet_site_info": MetricDef("gauge", "A site (village hall) with its Vietnamese name and telco"),
 }
