@@ -9,7 +9,10 @@ onvif-zeep-async quirks this module works around (FIELD-NOTES):
 - its errors are not wrapped (zeep Fault, TransportError, XMLSyntaxError, AttributeError on a
   plain-text HTTP 500, aiohttp errors): `classify()` maps them in one place;
 - cameras lock a client out after a few failed logins (Hikvision: 7): after NotAuthorized the
-  camera is left alone for `auth_backoff` and `auth_failed` is reported without trying.
+  camera is left alone for `auth_backoff` and `auth_failed` is reported without trying;
+- its transport reads a whole reply into memory and zeep parses it on the event loop, with no
+  size limit: `_cap_reply_size()` makes a reply over MAX_REPLY_BYTES a `bad_reply`, read no
+  further, so a camera that floods cannot stall the other checks or fill memory.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 import aiohttp
 import onvif
+import onvif.zeep_aiohttp
 import zeep.exceptions
 from lxml import etree
 from onvif.exceptions import ONVIFAuthError, ONVIFError, ONVIFTimeoutError
@@ -53,6 +57,48 @@ GET_SERVICES_EXCEPTIONS = (zeep.exceptions.Fault, ONVIFError)
 STREAM_SETUP = {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}
 # Codecs a picture profile may use: MJPEG profiles are the snapshot's, and cost more to carry.
 PICTURE_CODECS = frozenset({"H264", "H265"})
+# The largest reply in the recorded Axis and Hikvision traffic is 74 KB (GetCACertificates;
+# GetProfiles 28 KB): 1 MiB leaves room for big cameras and parses in a few ms.
+MAX_REPLY_BYTES = 1 << 20
+
+
+class ReplyTooLarge(aiohttp.ClientPayloadError):
+    """A SOAP reply over MAX_REPLY_BYTES (classified as bad_reply)."""
+
+
+async def _capped_post(self: onvif.zeep_aiohttp.AIOHTTPTransport, address: str,
+                       message: str | bytes, headers: dict[str, str]
+                       ) -> tuple[aiohttp.ClientResponse, bytes]:
+    """The library's POST, reading at most MAX_REPLY_BYTES of the reply."""
+    headers = headers or {}
+    headers.setdefault("Content-Type", 'text/xml; charset="utf-8"')
+    data = message.encode("utf-8") if isinstance(message, str) else message
+    response = await self.session.post(address, data=data, headers=headers, proxy=self.proxy,
+                                       timeout=self._client_timeout)
+    try:
+        if (response.content_length or 0) > MAX_REPLY_BYTES:
+            raise ReplyTooLarge(f"reply of {response.content_length} bytes announced")
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(65536):
+            body += chunk
+            if len(body) > MAX_REPLY_BYTES:
+                raise ReplyTooLarge(f"reply larger than {MAX_REPLY_BYTES} bytes")
+    except BaseException:
+        response.close()  # drop the connection: the rest of the flood is never read
+        raise
+    return response, bytes(body)
+
+
+def _cap_reply_size() -> None:
+    """Route the library's SOAP POSTs through `_capped_post` (it offers no hook for this)."""
+    transport = onvif.zeep_aiohttp.AIOHTTPTransport
+    if not hasattr(transport, "_post_internal"):
+        raise ImportError("onvif-zeep-async changed: AIOHTTPTransport._post_internal is gone; "
+                          "probes/onvif.py caps reply sizes through it")
+    transport._post_internal = _capped_post
+
+
+_cap_reply_size()
 
 
 class OnvifSettings(CheckSettings):
@@ -85,6 +131,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
     name = type(exc).__name__
     if isinstance(exc, OnvifCheckError):
         return exc.reason, str(exc)
+    if isinstance(exc, ReplyTooLarge):
+        return "bad_reply", f"the camera flooded: {exc}"
     if isinstance(exc, TimeoutError | ONVIFTimeoutError | aiohttp.ServerTimeoutError):
         return "timeout", "no answer before the deadline"
     if isinstance(exc, ONVIFAuthError):

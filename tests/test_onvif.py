@@ -289,3 +289,52 @@ async def test_warm_up_parses_the_wsdls_once() -> None:
     await onvif.warm_up()
     names = {Path(url).name for url in client._DOCUMENT_CACHE}
     assert {"devicemgmt.wsdl", "media.wsdl", "events.wsdl"} <= names
+
+
+@pytest.mark.parametrize("announce", [False, True])
+async def test_a_flooding_camera_is_cut_off(announce: bool) -> None:
+    """A reply of 64 MB (streamed, or announced by Content-Length) is a bad_reply after
+    MAX_REPLY_BYTES: not read on, not parsed on the event loop, other checks keep running."""
+    sent = 0
+    head = captured("hikvision", "core", "GetSystemDateAndTime.Response.xml").split("<SOAP-ENV:Body>")[0]
+    total = 64 << 20
+
+    async def flood(request: web.Request) -> web.StreamResponse:
+        nonlocal sent
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "application/soap+xml"})
+        if announce:
+            response.content_length = total
+        await response.prepare(request)
+        await response.write(head.encode() + b"<SOAP-ENV:Body>")
+        pad = b"<Pad>" + b"x" * 65_000 + b"</Pad>"
+        with contextlib.suppress(ConnectionError):
+            while sent < total:
+                await response.write(pad)
+                sent += len(pad)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", flood)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.12.47", 8080).start()
+    stalls: list[float] = []
+
+    async def ticker() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            stalls.append(loop.time() - before - 0.01)
+
+    tick = asyncio.create_task(ticker())
+    try:
+        result = await run(target("127.0.12.47"))
+    finally:
+        tick.cancel()
+        await runner.cleanup()
+    assert (result.success, result.reason) == (False, "bad_reply"), result.message
+    assert result.message.startswith("the camera flooded"), result.message
+    assert sent < total / 4  # the client hung up long before the end
+    assert max(stalls, default=0.0) < 0.25, stalls  # the loop kept serving the other checks
