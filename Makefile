@@ -2,6 +2,7 @@
 # Both install what they need (Debian packages via apt-get as root, Python packages into .venv)
 # and say so; a second run reuses what is installed.
 SHELL := /bin/bash
+.DELETE_ON_ERROR:
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,11 +23,13 @@ install-system:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "camnet: Debian packages already installed"; fi
 
-$(BIN)/python:
+# pip, not python, marks a usable venv: without ensurepip (python3-venv) `venv` stops after
+# creating bin/python, and the next run must try again rather than fail on a missing pip.
+$(BIN)/pip:
 	@echo "camnet: creating the virtual environment $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml | $(BIN)/pip
 	@echo "camnet: installing camnet and its Python dependencies into $(VENV)"
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from typing import Any
 from monitor.config import DEFAULT_CONFIG, ConfigError, load_config
 
 EXIT_OK, EXIT_FAILED = 0, 1
+DEFAULT_LAB_CONTROL = "127.0.0.1:9839"  # camnet lab's own default
 LAB_START_TIMEOUT = 600.0  # the first start encodes the lab's video clips (a minute or two on 2 cores)
 DAEMON_START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
@@ -48,10 +50,13 @@ def add_parser(subparsers: Any) -> None:
         "NOC) and a webhook sink that prints the notifications.",
     )
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="camnet config (default %(default)s)")
-    p.add_argument("--prometheus", default="127.0.0.1:9090", help="Prometheus listen HOST:PORT")
-    p.add_argument("--alertmanager", default="127.0.0.1:9093", help="Alertmanager listen HOST:PORT")
+    # Not 9090/9093: installing Debian's prometheus packages starts their own services there.
+    p.add_argument("--prometheus", default="127.0.0.1:19090", help="Prometheus listen HOST:PORT")
+    p.add_argument("--alertmanager", default="127.0.0.1:19093",
+                   help="Alertmanager listen HOST:PORT")
     p.add_argument("--sink", default="127.0.0.1:9099", help="webhook sink listen HOST:PORT")
-    p.add_argument("--lab-control", default="127.0.0.1:9839", help="the lab's control API HOST:PORT")
+    p.add_argument("--lab-control", default=DEFAULT_LAB_CONTROL,
+                   help="the lab's control API HOST:PORT")
     p.add_argument(
         "--workdir", type=Path, default=None, help="data and logs (default: a temporary directory)"
     )
@@ -127,10 +132,36 @@ def _daemon_ready(listen: str) -> bool:
         return False
 
 
+def camnet_command() -> str:
+    """How to run camnet from another terminal: `camnet` when that is this install on PATH,
+    else its path (`make demo` installs into .venv, which is on nobody's PATH)."""
+    mine = Path(sys.executable).parent / "camnet"
+    if not mine.exists():
+        return f"{sys.executable} -m monitor"
+    found = shutil.which("camnet")
+    if found and Path(found).resolve() == mine.resolve():
+        return "camnet"
+    with contextlib.suppress(ValueError):
+        return f"./{mine.absolute().relative_to(Path.cwd())}"
+    return str(mine)
+
+
 def banner(listen: str, args: argparse.Namespace) -> str:
-    """What to open and what to try."""
+    """What to open and what to try (commands that work as printed)."""
     prom = f"http://{args.prometheus}"
     q = urllib.parse.quote
+    lab = f"{camnet_command()} lab"
+    control = "" if args.lab_control == DEFAULT_LAB_CONTROL else f" --control {args.lab_control}"
+    tries = [
+        (f"fault cam-daron-01 offline{control}", "the police of Đạ Ròn are told"),
+        (f"fault cam-daron-01 ok{control}", "... and told it is resolved"),
+        (f"fault cam-tutra-03 black{control}", "a covered lens: Tu Tra police"),
+        (f"fault lacxuan-02 offline{control}", "a whole hall dark: one SiteDown to the NOC and its telco"),
+        (f"fault ap-daron-05 loss=0.3{control}", "a lossy but working line: nobody is paged"),
+        (f"status{control}", "every device's state"),
+    ]
+    width = max(len(f"{lab} {t}") for t, _ in tries) + 2
+    lines = "\n".join(f"  {f'{lab} {t}':<{width}} # {why}" for t, why in tries)
     return f"""
 camnet demo: everything is running on loopback.
 
@@ -143,12 +174,7 @@ camnet demo: everything is running on loopback.
   Dashboards       dashboards/*.json for Grafana (see docs/dashboards.md)
 
 Try, in another terminal (then watch the notifications, about a minute later):
-  camnet lab fault cam-daron-01 offline      # the police of Đạ Ròn are told
-  camnet lab fault cam-daron-01 ok           # ... and told it is resolved
-  camnet lab fault cam-tutra-03 black        # a covered lens: Tu Tra police
-  camnet lab fault lacxuan-02 offline        # a whole hall dark: one SiteDown to the NOC and its telco
-  camnet lab fault ap-daron-05 loss=0.3      # a lossy but working line: nobody is paged
-  camnet lab status                          # every device's state
+{lines}
 
 Ctrl-C stops everything.
 """

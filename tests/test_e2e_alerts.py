@@ -373,9 +373,12 @@ def test_demo_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> N
         )
         assert proc.poll() is None, output()
         text = output()
-        assert (
-            f"http://{addr['prometheus']}/alerts" in text and "camnet lab fault cam-daron-01 offline" in text
-        )
+        assert f"http://{addr['prometheus']}/alerts" in text and "lab fault cam-daron-01 offline" in text
+        # The commands to try work as printed, from another terminal (camnet may not be on PATH).
+        [status] = [line.split("#")[0].strip() for line in text.splitlines() if " lab status" in line]
+        tried = subprocess.run(status, shell=True, cwd=ROOT, capture_output=True, text=True,
+                               timeout=60, check=False)
+        assert tried.returncode == 0 and "cam-daron-01" in tried.stdout, (status, tried.stderr)
 
         def targets() -> list[dict[str, Any]]:
             with urllib.request.urlopen(f"http://{addr['prometheus']}/api/v1/targets", timeout=10) as resp:
