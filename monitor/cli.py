@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,9 +40,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
-    from monitor.daemon import run_daemon
+    # From here until the daemon is up (imports, WSDLs, grab workers, the port: seconds),
+    # SIGHUP's default action would kill it: a `systemctl reload` right after start must
+    # reload once it is up instead (monitor.daemon.serve takes this over).
+    early: list[int] = []
+    previous = signal.signal(signal.SIGHUP, lambda signum, _frame: early.append(signum))
+    try:
+        from monitor.daemon import run_daemon
 
-    return run_daemon(args.config, log_format=args.log_format, log_level=args.log_level, listen=args.listen)
+        return run_daemon(args.config, log_format=args.log_format, log_level=args.log_level,
+                          listen=args.listen, early_signals=early)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from monitor import __version__
 from monitor.checks import check_device
 from monitor.config import ConfigError, LoadedConfig, ServerConfig, load_config
-from monitor.exporter import DeviceCollector, WebHooks, build_app, start_server
+from monitor.exporter import PROBE_CONCURRENCY, DeviceCollector, WebHooks, build_app, start_server
 from monitor.logs import event, register_secrets, setup_logging
 from monitor.report import render_debug, render_metrics
 from monitor.scheduler import FAILING_POOL_SHARE, Scheduler, SchedulerMetrics
@@ -135,10 +135,12 @@ class Daemon:
 
 
 def grab_slots(concurrency: int) -> int:
-    """Grab workers the scheduler can ever need at once for this RTSP concurrency: each check
-    holds at most two (main and picture stream), from the healthy pool and the failing one,
-    so no check waits for a worker (idle ones beyond the warm-up count are stopped)."""
-    return 2 * (concurrency + max(1, int(concurrency * FAILING_POOL_SHARE)))
+    """Grab workers the daemon can ever need at once for this RTSP concurrency: each check
+    holds at most two (main and picture stream), from the scheduler's healthy and failing
+    pools and from /probe, so no check waits for a worker (idle ones beyond the warm-up
+    count are stopped)."""
+    checks = concurrency + max(1, int(concurrency * FAILING_POOL_SHARE)) + PROBE_CONCURRENCY
+    return 2 * checks
 
 
 async def warm_up_probers(loaded: LoadedConfig) -> None:
@@ -159,8 +161,9 @@ async def warm_up_probers(loaded: LoadedConfig) -> None:
             event(log, logging.WARNING, f"{name} warm-up failed", error=error)
 
 
-async def serve(config_path: Path, listen: str | None = None) -> int:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads."""
+async def serve(config_path: Path, listen: str | None = None,
+                early_signals: list[int] | None = None) -> int:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads (`early_signals`: SIGHUPs before this ran)."""
     try:
         loaded = await asyncio.to_thread(load_config, config_path)
     except ConfigError as e:
@@ -177,39 +180,53 @@ async def serve(config_path: Path, listen: str | None = None) -> int:
             return 1
     daemon = Daemon(config_path, listen)
     loop = asyncio.get_running_loop()
-    try:
-        await daemon.start(loaded)
-    except OSError as e:
-        event(log, logging.ERROR, "cannot start", error=str(e))
-        await daemon.stop()
-        return 1
-    loop.add_signal_handler(signal.SIGTERM, daemon.stopping.set)
-    loop.add_signal_handler(signal.SIGINT, daemon.stopping.set)
     reloads: set[asyncio.Task[tuple[bool, list[str]]]] = set()
+    started = False
+    hup_during_start = bool(early_signals)
 
     def on_hup() -> None:
+        nonlocal hup_during_start
+        if not started:  # reloading while start() applies the first config would race it
+            hup_during_start = True
+            return
         task = loop.create_task(daemon.reload())
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
+    # Before start(): a SIGTERM while starting stops cleanly, a SIGHUP reloads once started.
+    loop.add_signal_handler(signal.SIGTERM, daemon.stopping.set)
+    loop.add_signal_handler(signal.SIGINT, daemon.stopping.set)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    await daemon.stopping.wait()
-    event(log, logging.INFO, "stopping")
-    for task in reloads:
-        task.cancel()
-    await daemon.stop()
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        with contextlib.suppress(Exception):
-            loop.remove_signal_handler(sig)
+    try:
+        try:
+            await daemon.start(loaded)
+        except OSError as e:
+            event(log, logging.ERROR, "cannot start", error=str(e))
+            await daemon.stop()
+            return 1
+        started = True
+        if hup_during_start and not daemon.stopping.is_set():
+            event(log, logging.INFO, "SIGHUP arrived while starting: reloading now")
+            on_hup()
+        await daemon.stopping.wait()
+        event(log, logging.INFO, "stopping")
+        for task in reloads:
+            task.cancel()
+        await daemon.stop()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
     event(log, logging.INFO, "stopped")
     return 0
 
 
 def run_daemon(
-    config_path: Path, log_format: str = "logfmt", log_level: str = "info", listen: str | None = None
+    config_path: Path, log_format: str = "logfmt", log_level: str = "info",
+    listen: str | None = None, early_signals: list[int] | None = None,
 ) -> int:
     """Entry point of `camnet run`."""
     import probes.onvif  # noqa: F401  (onvif's import sets up logging; ours must come after)
 
     setup_logging(log_format, log_level)
-    return asyncio.run(serve(Path(config_path), listen))
+    return asyncio.run(serve(Path(config_path), listen, early_signals))

@@ -171,9 +171,16 @@ class WebHooks:
     frames: Callable[[], bool] = lambda: False
 
 
+# /probe runs checks outside the scheduler's pools: a few at a time, one per device, so a
+# script hammering it cannot take the workers, sockets and deadlines scheduled checks need
+# (monitor.daemon.grab_slots counts these in).
+PROBE_CONCURRENCY = 2
+
+
 def build_app(hooks: WebHooks) -> web.Application:
     """The aiohttp application with every endpoint of the daemon."""
     app = web.Application()
+    probing: set[str] = set()
 
     async def metrics(_: web.Request) -> web.Response:
         body = metrics_text(hooks.collector, hooks.registry)
@@ -205,7 +212,16 @@ def build_app(hooks: WebHooks) -> web.Application:
                 text=f"unknown target {shown!r}: /probe accepts only inventory ids from the config\n",
             )
         debug = request.query.get("debug", "").lower() in ("1", "true", "yes")
-        body = await hooks.probe(rec, debug)
+        if target in probing or len(probing) >= PROBE_CONCURRENCY:
+            why = (f"a probe of {target} is already running" if target in probing
+                   else f"{PROBE_CONCURRENCY} probes are already running")
+            return web.Response(status=429, headers={"Retry-After": "10"},
+                                text=f"busy: {why}; try again in a few seconds\n")
+        probing.add(target)
+        try:
+            body = await hooks.probe(rec, debug)
+        finally:
+            probing.discard(target)
         if debug:
             return web.Response(text=body)
         return web.Response(body=body.encode(), headers={"Content-Type": CONTENT_TYPE_LATEST})

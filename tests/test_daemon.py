@@ -112,6 +112,35 @@ def daemon_factory() -> Iterator[list[Daemon]]:
         d.stop()
 
 
+def _catches(pid: int, signum: int) -> bool:
+    """Whether the process has a handler for `signum` (SigCgt in /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
+    return False
+
+
+def test_sighup_while_starting_reloads_once_started(tmp_path: Path,
+                                                    daemon_factory: list[Daemon]) -> None:
+    """`systemctl reload` right after start: the SIGHUP lands while camnet imports, parses its
+    WSDLs and starts grab workers. It used to kill the daemon (SIGHUP's default action); now
+    it is held and the config reloaded once the daemon is up."""
+    listen = "127.0.13.201:9832"
+    d = Daemon(write_config(tmp_path, listen), listen)
+    daemon_factory.append(d)
+    deadline = time.monotonic() + 20
+    while not _catches(d.proc.pid, signal.SIGHUP):
+        assert d.proc.poll() is None and time.monotonic() < deadline, d.log.read_text()
+        time.sleep(0.005)
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_healthy()
+    time.sleep(1.0)
+    log = d.log.read_text()
+    assert "SIGHUP arrived while starting: reloading now" in log, log
+    assert 'msg="config reloaded"' in log and d.proc.poll() is None, log
+    assert "camnet_config_last_reload_successful 1.0" in d.get("/metrics")[1]
+
+
 def test_sighup_reload_sigterm_and_logfmt(tmp_path: Path, daemon_factory: list[Daemon]) -> None:
     listen = "127.0.13.201:9832"
     cfg = write_config(tmp_path, listen)

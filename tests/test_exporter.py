@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor import exporter
 from monitor.config import load_config
 from monitor.daemon import Daemon
 from monitor.exporter import DeviceCollector, WebHooks, build_app
@@ -208,3 +209,37 @@ async def test_frame_serves_the_kept_jpeg_only_when_enabled(tmp_path: Path) -> N
                 assert r.status == 404 and why in await r.text(), query
             index = await (await client.get("/")).text()
             assert "/frame?camera=cam-01" in index and "/frame?camera=ap-01" not in index
+
+
+async def test_probe_runs_a_few_at_a_time_and_one_per_device(tmp_path: Path) -> None:
+    """/probe runs outside the scheduler's pools: a second probe of a device, or one more than
+    PROBE_CONCURRENCY, is refused with 429 at once instead of piling up checks."""
+    _, state = _camera_app(tmp_path, frames=False)
+    release = asyncio.Event()
+    running: list[str] = []
+
+    async def slow_probe(rec: DeviceRecord, _debug: bool) -> str:
+        running.append(rec.target.id)
+        await release.wait()
+        return "# probed\n"
+
+    hooks = WebHooks(registry=CollectorRegistry(), collector=DeviceCollector(state), state=state,
+                     alive=lambda: True, reload=_never_reload, probe=slow_probe)
+    assert exporter.PROBE_CONCURRENCY == 2
+    async with TestClient(TestServer(build_app(hooks), host="127.0.13.201", port=9832)) as client:
+        first = asyncio.create_task(client.get("/probe?target=cam-01"))
+        await asyncio.sleep(0.2)
+        again = await client.get("/probe?target=cam-01")
+        assert again.status == 429 and "a probe of cam-01 is already running" in await again.text()
+        assert again.headers["Retry-After"] == "10"
+        second = asyncio.create_task(client.get("/probe?target=cam-02"))
+        await asyncio.sleep(0.2)
+        third = await client.get("/probe?target=ap-01")
+        assert third.status == 429 and "2 probes are already running" in await third.text()
+        assert running == ["cam-01", "cam-02"]
+        release.set()
+        for task in (first, second):
+            r = await task
+            assert r.status == 200 and await r.text() == "# probed\n"
+        r = await client.get("/probe?target=ap-01")  # free again
+        assert r.status == 200 and running[-1] == "ap-01"
