@@ -883,6 +883,15 @@ def load_config(path: str | Path) -> LoadedConfig:
 def parse_config(text: str, path: Path) -> LoadedConfig:
     """Validate config text that came from `path` (used for messages and relative files)."""
     try:
+        return _parse_config(text, path)
+    except RecursionError:
+        # PyYAML's composer and the checks below recurse: `[[[[…]]]]` a thousand deep would
+        # escape as a traceback (and a reload as an HTTP 500 with the old config's metric 1).
+        raise ConfigError([f"{path}:1: (yaml): values nested too deeply"]) from None
+
+
+def _parse_config(text: str, path: Path) -> LoadedConfig:
+    try:
         node = yaml.compose(text, Loader=_LineLoader)
         if node is not None and _too_many_nodes(node):
             raise ConfigError([f"{path}:1: (yaml): more than {MAX_YAML_NODES} values once "

@@ -103,6 +103,12 @@ class Daemon:
                 event(log, logging.ERROR, "config reload failed; keeping the previous config",
                       config=str(self.config_path), problems=len(e.problems), first=e.problems[0])
                 return False, e.problems
+            except Exception as e:  # a loader bug must not kill the reload or keep the metric at 1
+                self.reload_ok.set(0)
+                problem = f"{self.config_path}:0: (file): cannot load: {type(e).__name__}"
+                event(log, logging.ERROR, "config reload failed; keeping the previous config",
+                      config=str(self.config_path), problems=1, first=problem)
+                return False, [problem]
             old_listen = self.loaded.config.server.listen if self.loaded and not self.listen else None
             added, changed, removed = self._apply_loaded(loaded)
             await self.scheduler.apply(added, changed, removed)
