@@ -34,6 +34,7 @@ from probes.base import Credentials, Status, Target, parse_duration
 
 PROG = "camnet probe"
 UNKNOWN = int(Status.UNKNOWN)
+CRITICAL = int(Status.CRITICAL)
 
 # Environment variables that carry secrets, so they stay out of the command line (and `ps`).
 ENV_PASSWORD = "CAMNET_PASSWORD"
@@ -440,7 +441,10 @@ def run(args: argparse.Namespace) -> int:
             frame_error = _save_frame(report, args.save_frame)
             if frame_error is None:
                 frame_saved = str(args.save_frame)
-            else:
+            elif code != CRITICAL:
+                # A camera that is down has no frame: that stays CRITICAL. A frame missing or
+                # unwritable while the camera answers is what the caller asked for and did
+                # not get: UNKNOWN.
                 code = UNKNOWN
         if args.json:
             extra: dict[str, Any] = {}

@@ -335,6 +335,21 @@ def test_lab_camera_ok_saves_frame(lab: Path, tmp_path: Path,
     assert LAB_PASSWORD not in out + err
 
 
+def test_save_frame_of_a_down_camera_stays_critical(lab: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """No frame from a camera that is down: nothing written, and the exit code says down (2),
+    not UNKNOWN (3), so a technician's script sees the camera's state."""
+    lab_fault("offline")
+    try:
+        frame = tmp_path / "frame.jpg"
+        code, out, err = run_cli(capsys, "camera", "cam-daron-01", "--config", str(lab),
+                                 "--skip", "ping", "--save-frame", str(frame), "--timeout", "5s")
+        assert code == 2, out + err
+        assert not frame.exists() and "no frame was grabbed, nothing saved" in out + err
+    finally:
+        lab_fault("ok")
+
+
 def test_lab_camera_wrong_password(lab: Path, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     lab_fault("ok")
