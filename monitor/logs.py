@@ -79,10 +79,14 @@ class EventFormatter(logging.Formatter):
             fields.update(extra)
         if record.exc_info:
             fields["exc"] = self.formatException(record.exc_info)
+        # Each value is redacted before it is escaped: a secret holding `"` or `\` is written
+        # escaped, and would no longer match afterwards.
+        clean = {k: v if v is None or isinstance(v, bool | int | float) else redact(str(v))
+                 for k, v in fields.items()}
         if self.json:
-            line = json.dumps(fields, ensure_ascii=False, default=str)
+            line = json.dumps(clean, ensure_ascii=False, default=str)
         else:
-            line = " ".join(f"{k}={_logfmt_value(v)}" for k, v in fields.items())
+            line = " ".join(f"{k}={_logfmt_value(v)}" for k, v in clean.items())
         return redact(line)
 
 
