@@ -459,6 +459,10 @@ def expected_cameras(loaded: LoadedConfig, args: argparse.Namespace) -> list[Cam
         cams = [c for c in cams if c.site in args.site]
     if args.commune:
         communes = {s.id: s.commune for s in loaded.config.sites}
+        known = {*communes.values(), *(c.id for c in loaded.config.communes)}
+        unknown = set(args.commune) - known
+        if unknown:  # a typo would filter out every camera and report "all match"
+            raise DiscoverError(f"unknown commune(s) {', '.join(sorted(unknown))} in {args.config}")
         cams = [c for c in cams if communes.get(c.site) in args.commune]
     return cams
 

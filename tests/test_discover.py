@@ -224,6 +224,8 @@ def test_site_filter_and_no_inventory(responders: list[Responder], tmp_path: Pat
      "config error: /nonexistent/camnet.yaml:0: (file): cannot read"),
     (["discover", "--target", "127.0.15.31", "--site", "nowhere",
       "--config", str(REPO / "config/camnet.yaml")], "unknown site(s) nowhere"),
+    (["discover", "--target", "127.0.15.31", "--commune", "daronn",
+      "--config", str(REPO / "config/camnet.yaml")], "unknown commune(s) daronn"),
     (["discover", "--bogus", "secret-value"], "unrecognized option(s): --bogus"),
 ])
 def test_errors_one_line_exit_3(argv: list[str], expected: str,
