@@ -368,11 +368,14 @@ def get_pool() -> GrabPool:
 
 
 async def warm_up(workers: int = 2, size: int = 8) -> None:
-    """Start grab workers now (the daemon calls this once at start, with the RTSP concurrency)."""
+    """Start grab workers now and raise the cap on concurrent grabs (the daemon: at start and
+    on every reload, with monitor.daemon.grab_slots)."""
     global _POOL_SIZE
-    _POOL_SIZE = size
+    # The cap only grows: after a reload that lowers the concurrency, checks of the old config
+    # may still be running and need their slots (unused workers stop after IDLE_TTL anyway).
+    _POOL_SIZE = max(_POOL_SIZE, size)
     pool = get_pool()
-    pool.resize(size)
+    pool.resize(max(pool.size, size))
     await pool.start(workers)
 
 

@@ -432,3 +432,12 @@ async def test_an_unusable_uri_from_the_camera_is_a_failed_check(pool: Any) -> N
     assert not result.success and result.reason in rtsp.REASON_PROBLEM, result
     assert result.problems["no_stream"] or result.problems["unreachable"]
     assert "pw-in-uri-77" not in repr(result)
+
+
+async def test_a_reload_never_lowers_the_grab_cap(pool: Any) -> None:
+    """Checks of the old config may still run after a reload that lowers the concurrency: the
+    cap on concurrent grabs only grows (unused workers stop after IDLE_TTL anyway)."""
+    await rtsp.warm_up(workers=0, size=30)
+    assert rtsp.get_pool().size == 30
+    await rtsp.warm_up(workers=0, size=4)
+    assert rtsp.get_pool().size == 30
