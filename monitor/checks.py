@@ -110,7 +110,12 @@ async def run_check(
         result.debug(f"internal error: {type(e).__name__}: {e}")
     if not result.duration:
         result.duration = time.time() - started
-    scrub(result, secret_values(target))
+    try:
+        scrub(result, secret_values(target))
+    except Exception as e:  # a prober bug in what it returned: replaced whole, secrets and all
+        result = CheckResult(check, False, reason="internal_error",
+                             message=f"{check} prober returned a malformed result: "
+                                     f"{type(e).__name__}", started=started)
     return result
 
 

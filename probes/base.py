@@ -36,7 +36,8 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 SECRET_MASK = "<secret>"
-_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]+")
+# `<` and `>` belong to it: a secret already masked inside the userinfo reads `<secret>`.
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"']+")
 _URL_USERINFO = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s]*@")
 # Credentials some cameras carry in the path or query instead of user:password@: XMEye-style
 # `/user=admin_password=…_channel=1_stream=0.sdp`, `?user=…&password=…`, `?loginuse=…&loginpas=…`.

@@ -43,6 +43,10 @@ def probers(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
                 await asyncio.sleep(3600)
             if behaviour == "raise":
                 raise RuntimeError(f"boom with {target.auth.secret('password')}")  # type: ignore[union-attr]
+            if behaviour == "bad_label":
+                r = CheckResult(check, True, message=f"ok with {PASSWORD}")
+                r.add("camnet_camera_time_to_first_frame_seconds", 0.5, stream=b"\xff")  # type: ignore[arg-type]
+                return r
             if behaviour == "leak":
                 r = CheckResult(check, False, reason="auth_failed",
                                 message=f"login admin:{PASSWORD} refused at "
@@ -122,6 +126,18 @@ async def test_prober_bug_is_unknown_and_masks_secret(probers: dict[str, Any]) -
     assert r.message == "rtsp prober failed: RuntimeError: boom with <secret>"
     assert report.reasons == ["rtsp prober failed: RuntimeError: boom with <secret>"]
     assert PASSWORD not in "".join(r.log)
+
+
+async def test_a_malformed_result_is_an_internal_error_not_a_dead_job(
+        probers: dict[str, Any]) -> None:
+    """A prober bug in what it returns (a label that is not text) cannot escape run_check,
+    where it would end the device's scheduler job silently; the result is replaced whole."""
+    probers["table"]["rtsp"] = "bad_label"
+    report = await checks.check_device(camera(), CameraProfile(kind="camera"), {})
+    r = report.results["rtsp"]
+    assert (report.status, r.reason, r.samples) == (Status.UNKNOWN, "internal_error", [])
+    assert r.message == "rtsp prober returned a malformed result: TypeError"
+    assert PASSWORD not in repr(r)
 
 
 async def test_secrets_masked_in_message_log_and_facts(probers: dict[str, Any]) -> None:
