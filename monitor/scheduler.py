@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import re
 import time
 import zlib
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import TracebackType
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -28,6 +30,10 @@ FAILING_POOL_SHARE = 0.25
 
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+# Reasons carry measurements ("ping: 33% packet loss"): a problem that persists while its
+# numbers move is no state change to log.
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
 
 class SchedulerMetrics:
@@ -52,11 +58,62 @@ class SchedulerMetrics:
         )
 
 
+class Limiter:
+    """A semaphore whose size a reload can change while runs hold it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.busy = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def resize(self, size: int) -> None:
+        """Set the limit; runs under way keep their slot and count against the new size."""
+        self.size = size
+        self._wake()
+
+    async def acquire(self) -> None:
+        """Wait for a slot."""
+        if self.busy < self.size and all(w.cancelled() for w in self._waiters):
+            self.busy += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # granted just as we were cancelled: hand the slot on
+            raise
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self.busy -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.busy < self.size:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.busy += 1
+                waiter.set_result(None)
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
 @dataclass
 class _Pools:
     size: int
-    healthy: asyncio.Semaphore
-    failing: asyncio.Semaphore
+    healthy: Limiter
+    failing: Limiter
 
 
 def spread_offset(device_id: str, check: str, interval: float) -> float:
@@ -70,6 +127,22 @@ def next_delay(settings: CheckSettings, failures: int) -> float:
         return settings.interval
     cap = max(settings.interval, settings.max_backoff)
     return min(settings.interval * 2 ** (failures - 1), cap)
+
+
+def reason_key(reason: str) -> str:
+    """A verdict reason without its numbers: the same while the same problem persists."""
+    return _NUMBER.sub("#", reason)
+
+
+async def _reap(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for cancelled tasks to end; a cancellation of the caller itself still propagates."""
+    for task in tasks:
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
 
 
 class Scheduler:
@@ -112,10 +185,9 @@ class Scheduler:
         """Cancel every job and wait for them to end."""
         await self._cancel(list(self._tasks))
         if self._heart is not None:
-            self._heart.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heart
-            self._heart = None
+            heart, self._heart = self._heart, None
+            heart.cancel()
+            await _reap([heart])
 
     def alive(self, max_silence: float = 10.0) -> bool:
         """True while the scheduler's loop keeps ticking."""
@@ -135,10 +207,16 @@ class Scheduler:
                 settings: CheckSettings = getattr(rec.profile, check)
                 wanted[check] = max(wanted.get(check, 1), settings.concurrency)
         for check, size in wanted.items():
-            if check not in self._pools or self._pools[check].size != size:
-                # A reload may change the limit: runs under way release the old semaphores.
-                failing = max(1, int(size * FAILING_POOL_SHARE))
-                self._pools[check] = _Pools(size, asyncio.Semaphore(size), asyncio.Semaphore(failing))
+            failing = max(1, int(size * FAILING_POOL_SHARE))
+            pools = self._pools.get(check)
+            if pools is None:
+                self._pools[check] = _Pools(size, Limiter(size), Limiter(failing))
+            elif pools.size != size:
+                # Resized in place: runs under way count against the new limit, so a reload
+                # never lets the old and the new pool run at once.
+                pools.size = size
+                pools.healthy.resize(size)
+                pools.failing.resize(failing)
 
     def _start_device(self, device_id: str) -> None:
         rec = self.state.devices[device_id]
@@ -155,9 +233,7 @@ class Scheduler:
         tasks = [self._tasks.pop(k) for k in keys if k in self._tasks]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _reap(tasks)
 
     async def _job(self, device_id: str, check: str) -> None:
         loop = asyncio.get_running_loop()
@@ -208,10 +284,10 @@ class Scheduler:
         if not all(c in rec.results for c in self._enabled_checks(rec)):
             return  # not every check has run yet: a verdict now would announce a half-known state
         status, reasons, _ = rec.verdict()
-        if status == rec.status and reasons == rec.reasons:
+        previous, previous_keys = rec.status, [reason_key(r) for r in rec.reasons]
+        rec.status, rec.reasons = status, reasons  # shown as measured now, logged only on change
+        if status == previous and [reason_key(r) for r in reasons] == previous_keys:
             return
-        previous = rec.status
-        rec.status, rec.reasons = status, reasons
         fields = {"device": rec.target.id, "kind": rec.kind, "site": rec.target.labels.get("site", "")}
         detail = {c: r.reason for c, r in rec.results.items() if not r.success}
         if status == Status.OK:

@@ -17,7 +17,8 @@ class DeviceRecord:
     target: Target
     profile: CameraProfile | ApProfile
     results: dict[str, CheckResult] = field(default_factory=dict)
-    # Per-device memory of the probers (stream URI, previous frame, counters...), kept on reload.
+    # Per-device memory of the probers (stream URI, previous frame, counters...), kept on reload
+    # while the device is reached the same way.
     probe_state: dict[str, Any] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
     status: Status = Status.UNKNOWN
@@ -42,8 +43,36 @@ class DeviceRecord:
         return VERDICTS[self.kind](self.results)
 
 
+# Target options that only name the device for people: changing them does not change what the
+# probers learned about it.
+DISPLAY_OPTIONS = frozenset({"name"})
+
+
+def _reach(target: Target) -> tuple[Any, ...]:
+    """How the probers reach a device: what their memory of it depends on."""
+    options = {k: v for k, v in target.options.items() if k not in DISPLAY_OPTIONS}
+    return target.kind, target.address, target.auth, options
+
+
+def carry_over(old: DeviceRecord, target: Target, profile: CameraProfile | ApProfile) -> DeviceRecord:
+    """The record of a changed device, keeping what still holds of the old one."""
+    rec = DeviceRecord(target, profile)
+    if old.kind != target.kind or old.target.address != target.address:
+        return rec  # another device behind the same id: nothing known about the old one applies
+    # Its series, verdict and backoff stay until the checks run again under the new settings,
+    # so a reload neither blanks the device's metrics nor announces it up or down again.
+    enabled = set(rec.enabled_checks())
+    rec.results = {c: r for c, r in old.results.items() if c in enabled}
+    rec.failures = {c: n for c, n in old.failures.items() if c in enabled}
+    rec.status, rec.reasons = old.status, list(old.reasons)
+    if _reach(old.target) == _reach(target):
+        rec.probe_state = old.probe_state
+    # else: new credentials, port or stream URL: cached URIs and auth backoff may be wrong now
+    return rec
+
+
 class State:
-    """Every device's record, keyed by id; replaced device by device on reload."""
+    """Every device's record, keyed by id; a changed device's record is rebuilt on reload."""
 
     def __init__(self) -> None:
         self.devices: dict[str, DeviceRecord] = {}
@@ -63,8 +92,7 @@ class State:
                 added.add(device.id)
                 continue
             if old.target != target or old.profile != profile or old.kind != target.kind:
-                # Keep nothing a prober learned about the old address or settings.
-                new[device.id] = DeviceRecord(target, profile)
+                new[device.id] = carry_over(old, target, profile)
                 changed.add(device.id)
             else:
                 new[device.id] = old

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from monitor.config import load_config
 from monitor.scheduler import Scheduler, SchedulerMetrics, next_delay, spread_offset
 from monitor.state import State
-from probes.base import CheckSettings
+from probes.base import CheckResult, CheckSettings, Target
 from tests.netpeers import Peer, ap_config, line_probe
 
 PORT = 7000
@@ -162,4 +162,125 @@ async def test_reload_resizes_the_concurrency_pools(tmp_path: Path) -> None:
     cfg.write_text(cfg.read_text().replace("max_backoff: 4s}", "max_backoff: 4s, concurrency: 5}"))
     await sched.apply(*state.load(load_config(cfg)))
     assert sched._pools["snmp"].size == 5
+    await sched.stop()
+
+
+async def test_lossy_line_logs_degraded_once_not_at_every_ping(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="camnet.scheduler")
+    cfg = tmp_path / "camnet.yaml"
+    ap_config(cfg, [("ap-01", "127.0.13.71", PORT)])
+    cfg.write_text(cfg.read_text().replace("enabled: false", "enabled: true"))  # ping
+    state = State()
+    state.load(load_config(cfg))
+    sched = Scheduler(state, SchedulerMetrics(CollectorRegistry()),
+                      probers={"snmp": line_probe, "ping": line_probe})
+    rec = state.devices["ap-01"]
+    snmp = CheckResult("snmp", True)
+    snmp.add("camnet_ap_up", 1)
+    sched.record(rec, "snmp", snmp)
+    for loss in (0.0, 0.33, 0.5, 0.4, 0.0):
+        sched.record(rec, "ping", CheckResult("ping", True, facts={"loss": loss}))
+        if loss == 0.4:
+            assert rec.reasons == ["ping: 40% packet loss"]  # shown as measured now
+    messages = [r.getMessage() for r in caplog.records if r.name == "camnet.scheduler"]
+    assert messages == ["device up", "device degraded", "device recovered"], messages
+
+
+async def _start_unwinding_job(tmp_path: Path) -> tuple[Scheduler, asyncio.Task[None]]:
+    """A scheduler whose one job is inside a prober that takes 0.3 s to unwind when cancelled."""
+    entered = asyncio.Event()
+
+    async def slow_to_unwind(target: Target, settings: object, state: dict[str, object],
+                             deadline: float) -> CheckResult:
+        entered.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await asyncio.sleep(0.3)  # e.g. a session closed politely
+        return CheckResult("snmp", True)
+
+    # ap-47's first run comes 0.1 s into its 10 s interval (spread_offset), then holds 5 s.
+    assert spread_offset("ap-47", "snmp", 10.0) < 0.2
+    cfg = tmp_path / "camnet.yaml"
+    ap_config(cfg, [("ap-47", "127.0.13.72", PORT)], interval="10s", timeout="5s")
+    state = State()
+    state.load(load_config(cfg))
+    sched = Scheduler(state, SchedulerMetrics(CollectorRegistry()), probers={"snmp": slow_to_unwind})
+    sched.start()
+    await asyncio.wait_for(entered.wait(), 2)
+    return sched, sched._tasks[("ap-47", "snmp")]
+
+
+async def test_a_reload_cancelled_at_shutdown_stops_and_starts_no_job(tmp_path: Path) -> None:
+    sched, job = await _start_unwinding_job(tmp_path)
+    try:
+        reload = asyncio.create_task(sched.apply(set(), {"ap-47"}, set()))
+        await asyncio.sleep(0.05)  # the reload now waits for the old job to unwind
+        reload.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reload
+        assert ("ap-47", "snmp") not in sched._tasks  # no job started after the cancellation
+    finally:
+        await sched.stop()
+        await asyncio.gather(job, return_exceptions=True)
+
+
+async def test_stop_gives_up_at_the_callers_deadline(tmp_path: Path) -> None:
+    sched, job = await _start_unwinding_job(tmp_path)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):  # the daemon's SHUTDOWN_BUDGET, shortened
+                await sched.stop()
+        assert loop.time() - started < 0.2
+    finally:
+        await asyncio.gather(job, return_exceptions=True)
+        await sched.stop()
+
+
+async def test_a_resized_pool_counts_the_runs_under_way(tmp_path: Path) -> None:
+    cfg = tmp_path / "camnet.yaml"
+    ap_config(cfg, [("ap-01", "127.0.13.73", PORT)])
+    conf = cfg.read_text()
+    cfg.write_text(conf.replace("max_backoff: 4s}", "max_backoff: 4s, concurrency: 2}"))
+    state = State()
+    state.load(load_config(cfg))
+    sched = Scheduler(state, SchedulerMetrics(CollectorRegistry()), probers={})  # no jobs
+    sched._size_pools()
+    old = sched._pools["snmp"].healthy
+    await old.acquire()  # two runs under way when the reload comes
+    await old.acquire()
+    taken = 0
+
+    async def take() -> None:
+        nonlocal taken
+        await sched._pools["snmp"].healthy.acquire()
+        taken += 1
+
+    async def reload_to(concurrency: int, runs: int) -> list[asyncio.Task[None]]:
+        text = conf.replace("max_backoff: 4s}", f"max_backoff: 4s, concurrency: {concurrency}}}")
+        cfg.write_text(text)
+        await sched.apply(*state.load(load_config(cfg)))
+        assert sched._pools["snmp"].size == concurrency
+        tasks = [asyncio.create_task(take()) for _ in range(runs)]
+        await asyncio.sleep(0.05)
+        return tasks
+
+    tasks = await reload_to(3, 3)
+    assert taken == 1  # 3 slots, 2 still held by the runs started before the reload
+    tasks += await reload_to(1, 1)
+    assert taken == 1  # shrunk to 1 while 3 are held: nothing more starts
+    for _ in range(2):
+        old.release()
+    await asyncio.sleep(0)
+    assert taken == 1  # one run (of the new ones) still holds the only slot
+    sched._pools["snmp"].healthy.release()
+    await asyncio.sleep(0.01)
+    assert taken == 2
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     await sched.stop()
