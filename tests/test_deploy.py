@@ -171,14 +171,17 @@ def _compose() -> dict[str, Any]:
     return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text(encoding="utf-8"))
 
 
-def test_compose_services_share_camnet_network_namespace() -> None:
+def test_compose_services_share_one_network_namespace_that_outlives_them() -> None:
     services = _compose()["services"]
-    assert {"camnet", "prometheus", "alertmanager", "grafana", "lab"} <= set(services)
+    assert {"net", "camnet", "prometheus", "alertmanager", "grafana", "lab"} <= set(services)
+    # Held by a service that only holds it: camnet restarting must not cut the others off.
+    assert set(services["net"]) <= {"image", "sysctls", "ports", "restart"}
+    assert "pause" in services["net"]["image"]
     for name, service in services.items():
-        if name != "camnet":
-            assert service.get("network_mode") == "service:camnet", name
-            assert "ports" not in service, f"{name}: publish ports on the camnet service"
-    for port in services["camnet"]["ports"]:
+        if name != "net":
+            assert service.get("network_mode") == "service:net", name
+            assert "ports" not in service, f"{name}: publish ports on the net service"
+    for port in services["net"]["ports"]:
         assert str(port).startswith("127.0.0.1:"), f"{port} would be reachable from the network"
     # Prometheus scrapes camnet on the shared loopback: the repository's prometheus.yml must agree
     prometheus = (ROOT / "config" / "prometheus" / "prometheus.yml").read_text(encoding="utf-8")
