@@ -94,6 +94,7 @@ FACT_LABELS: dict[str, tuple[str, str]] = {
     "picture_height": ("picture height", "chiều cao hình kiểm tra"),
     "picture_keyframe_bytes": ("picture keyframe size", "cỡ keyframe hình kiểm tra"),
     "picture_stream_error": ("picture stream failed", "luồng hình kiểm tra lỗi"),
+    "picture_not_checked": ("picture not checked this time", "lần này chưa kiểm tra hình"),
     "brightness_ratio": ("brightness", "độ sáng"),
     "brightness": ("brightness", "độ sáng"),
     "contrast_ratio": ("contrast", "độ tương phản"),
