@@ -25,6 +25,7 @@ from probes.snmp_client import (
     CommunitySession,
     Session,
     SnmpAgentError,
+    SnmpBadReply,
     SnmpError,
     SnmpNoSuchObject,
     SnmpWalkError,
@@ -75,9 +76,12 @@ METRICS: dict[str, MetricDef] = {
     ),
 }
 
-# A boot time that moves by less than this is the same boot (poll latency, rounding).
-BOOT_TIME_JITTER = 2.0
+# A boot time that moves forward by more than this is a reboot: far above the jitter of
+# now - uptime (a second or so) and small host clock steps; the same 30 s as camnet_ap:rebooted
+# in config/prometheus/rules/camnet.rules.yml.
+REBOOT_THRESHOLD = 30.0
 SYS_UPTIME_WRAP = 2**32 / 100  # TimeTicks wrap after 497 days
+SYS_UPTIME_WRAP_TOLERANCE = 0.01  # a boot time that jumps by a whole wrap period, +-1 %
 
 
 class SnmpSettings(CheckSettings):
@@ -171,6 +175,10 @@ async def probe_snmp(
     except TimeoutError:
         result.reason = "timeout"
         result.message = "check deadline reached"
+    except (ValueError, ArithmeticError) as exc:  # BerError is a ValueError
+        # Whatever an answer still makes the code trip over is the device's fault, not ours.
+        result.reason = SnmpBadReply.reason
+        result.message = f"malformed answer: {type(exc).__name__}: {exc}"
     finally:
         close = getattr(session, "close", None)
         if close is not None:
@@ -268,17 +276,7 @@ def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
         if isinstance(value, int) and value >= 0:
             uptimes.append(value * scale)
     if uptimes:
-        uptime = max(uptimes)
-        boot = time.time() - uptime
-        previous = state.get("boot_time")
-        if previous is not None and abs(boot - previous) < BOOT_TIME_JITTER:
-            boot = previous
-        elif previous is not None and boot > previous:
-            result.debug("boot time changed: the device rebooted")
-            result.facts["rebooted"] = True
-        state["boot_time"] = boot
-        add("camnet_ap_boot_time_seconds", round(boot, 2))
-        result.facts["uptime"] = uptime
+        _boot_time(result, max(uptimes), state)
 
     sys_descr = _text(_scalar(found, m.SYS_DESCR))
     sys_name = _text(_scalar(found, m.SYS_NAME))
@@ -303,6 +301,12 @@ def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
     if_names = {entry[0]: entry[1] for entry in naming}
     interfaces = []
     samples = result.samples
+    # A value of the wrong type (an OCTET STRING counter) is skipped, not fatal to the poll.
+    oper, hc_in, hc_out, in32, out32, in_err, out_err = (
+        _numbers(result, what, rows) for what, rows in (
+            ("ifOperStatus", oper), ("ifHCInOctets", hc_in), ("ifHCOutOctets", hc_out),
+            ("ifInOctets", in32), ("ifOutOctets", out32), ("ifInErrors", in_err),
+            ("ifOutErrors", out_err)))
     for index, name, ifindex, labels, labels_in, labels_out in naming:
         status = oper.get(index)
         rx = hc_in.get(index)
@@ -408,6 +412,40 @@ def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
     result.facts["model"] = model
     add("camnet_ap_info", 1, vendor=module.vendor, model=model, sys_name=sys_name,
         sys_descr=sys_descr)
+
+
+def _boot_time(result: CheckResult, uptime: float, state: dict[str, Any]) -> None:
+    """Export the boot time (now - uptime) and tell a reboot from a sysUpTime wrap."""
+    boot = time.time() - uptime
+    previous = state.get("boot_time")
+    previous_uptime = state.get("uptime", 0.0)
+    if previous is not None:
+        wraps = round((boot - previous) / SYS_UPTIME_WRAP)
+        unwrapped = uptime + wraps * SYS_UPTIME_WRAP
+        off = abs(boot - previous - wraps * SYS_UPTIME_WRAP)
+        if wraps >= 1 and off <= SYS_UPTIME_WRAP_TOLERANCE * SYS_UPTIME_WRAP \
+                and unwrapped >= previous_uptime:
+            result.debug(f"sysUpTime wrapped {wraps} time(s) since the last check")
+            boot -= wraps * SYS_UPTIME_WRAP
+            uptime = unwrapped
+        elif boot - previous > REBOOT_THRESHOLD or uptime < previous_uptime:
+            result.debug("boot time changed: the device rebooted")
+            result.facts["rebooted"] = True
+    # Stored every poll (not only on a change), so slow drift never adds up to a "reboot".
+    state["boot_time"] = boot
+    state["uptime"] = uptime
+    result.add("camnet_ap_boot_time_seconds", round(boot, 2))
+    result.facts["uptime"] = uptime
+
+
+def _numbers(result: CheckResult, what: str, rows: dict[bytes, Any]) -> dict[bytes, Any]:
+    """The column without values that are neither integers nor empty (with a debug line)."""
+    bad = {index for index, value in rows.items() if value is not None and not isinstance(value, int)}
+    if not bad:
+        return rows
+    kinds = sorted({type(rows[index]).__name__ for index in bad})
+    result.debug(f"{what}: {len(bad)} value(s) of the wrong type ({', '.join(kinds)}), skipped")
+    return {index: value for index, value in rows.items() if index not in bad}
 
 
 def _name_interfaces(names: dict[bytes, Any], descrs: dict[bytes, Any], oper: dict[bytes, Any],

@@ -7,6 +7,7 @@ decodes them, cached, where order or index values matter.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 # Universal and SNMP application tags.
@@ -96,14 +97,27 @@ class Response:
 
 # ---------------------------------------------------------------- OIDs
 
+MAX_SUBIDS = 128  # RFC 2578 section 3.5
+MAX_SUBID = 2**32 - 1
+# One encoded sub-identifier: minimal (no leading 0x80), at most 5 bytes, at most 2^32-1 (a
+# 5-byte one carries 4 bits in its first byte). The first one encodes two sub-identifiers.
+_SUBID = rb"(?:[\x81-\x8f][\x80-\xff]{3}|[\x81-\xff][\x80-\xff]{0,2})?[\x00-\x7f]"
+_valid_oid = re.compile(rb"(?:%s){1,%d}" % (_SUBID, MAX_SUBIDS - 1)).fullmatch
+
+# Agents send the same OIDs every poll. Capped by count and by encoded bytes: the decoded
+# tuple of a long OID costs up to ~40 bytes per encoded byte, so a hostile agent's long OIDs
+# must fill the cache sooner than ordinary ones.
 OID_CACHE: dict[bytes, tuple[int, ...]] = {}
 OID_CACHE_MAX = 200_000
+OID_CACHE_MAX_BYTES = 4_000_000
+_cache_bytes = {"oid": 0, "vb": 0}
 
 
 def encode_oid(oid: str | tuple[int, ...]) -> bytes:
     """The BER content bytes (no tag, no length) of a dotted or tuple OID."""
     parts = tuple(int(p) for p in oid.strip(".").split(".")) if isinstance(oid, str) else oid
-    if len(parts) < 2 or parts[0] > 2 or (parts[0] < 2 and parts[1] > 39):
+    if len(parts) < 2 or parts[0] > 2 or (parts[0] < 2 and parts[1] > 39) \
+            or len(parts) > MAX_SUBIDS or max(parts) > MAX_SUBID:
         raise ValueError(f"invalid OID {oid!r}")
     out = bytearray()
     for sub in (parts[0] * 40 + parts[1], *parts[2:]):
@@ -126,8 +140,8 @@ def oid_tuple(raw: bytes) -> tuple[int, ...]:
     cached = OID_CACHE.get(raw)
     if cached is not None:
         return cached
-    if not raw or raw[-1] & 0x80:
-        raise BerError("truncated object identifier")
+    if not _valid_oid(raw):
+        raise BerError("invalid object identifier")
     if max(raw) < 0x80:
         first = raw[0]
         head = (first // 40, first % 40) if first < 80 else (2, first - 80)
@@ -136,8 +150,6 @@ def oid_tuple(raw: bytes) -> tuple[int, ...]:
         subs: list[int] = []
         value = 0
         for b in raw:
-            if value == 0 and b == 0x80:
-                raise BerError("object identifier with a non-minimal sub-identifier")
             value = (value << 7) | (b & 0x7F)
             if not b & 0x80:
                 subs.append(value)
@@ -145,9 +157,11 @@ def oid_tuple(raw: bytes) -> tuple[int, ...]:
         first = subs[0]
         head = (first // 40, first % 40) if first < 80 else (2, first - 80)
         result = head + tuple(subs[1:])
-    if len(OID_CACHE) >= OID_CACHE_MAX:
+    if len(OID_CACHE) >= OID_CACHE_MAX or _cache_bytes["oid"] >= OID_CACHE_MAX_BYTES:
         OID_CACHE.clear()
+        _cache_bytes["oid"] = 0
     OID_CACHE[raw] = result
+    _cache_bytes["oid"] += len(raw)
     return result
 
 
@@ -180,9 +194,11 @@ _VB_CACHE: dict[bytes, bytes] = {}
 def _null_varbind(oid: bytes) -> bytes:
     """The encoded `SEQUENCE { oid, NULL }` of a request (cached: requests repeat)."""
     vb = _tlv(SEQUENCE, _tlv(OBJECT_IDENTIFIER, oid) + b"\x05\x00")
-    if len(_VB_CACHE) >= OID_CACHE_MAX:
+    if len(_VB_CACHE) >= OID_CACHE_MAX or _cache_bytes["vb"] >= OID_CACHE_MAX_BYTES:
         _VB_CACHE.clear()
+        _cache_bytes["vb"] = 0
     _VB_CACHE[oid] = vb
+    _cache_bytes["vb"] += len(oid) + len(vb)
     return vb
 
 
@@ -278,6 +294,8 @@ def _decode(data: bytes, requests: bool) -> Response:
     values: list[Any] = []
     add_oid, add_tag, add_value = oids.append, tags.append, values.append
     from_bytes = int.from_bytes
+    known = OID_CACHE  # OIDs decoded before are valid: the check costs a lookup, not a regex
+    valid = _valid_oid
     while i < vbl_end:
         # Inlined TLV parsing: this loop runs once per varbind, the hot path of the poller.
         if data[i] != SEQUENCE:
@@ -306,8 +324,8 @@ def _decode(data: bytes, requests: bool) -> Response:
         if n == 0 or i + n > vb_end:
             raise BerError("bad OID length")
         oid = data[i:i + n]
-        if oid[-1] & 0x80:
-            raise BerError("truncated OID")
+        if oid not in known and not valid(oid):
+            raise BerError(f"invalid OID at offset {i}")
         i += n
         tag = data[i]
         n = data[i + 1]
@@ -332,8 +350,8 @@ def _decode(data: bytes, requests: bool) -> Response:
             value = from_bytes(data[i:vb_end], "big", signed=True)
         elif tag == OBJECT_IDENTIFIER:
             value = data[i:vb_end]
-            if value and value[-1] & 0x80:
-                raise BerError("truncated OID value")
+            if value and not valid(value):  # an empty value stays accepted: read as no OID
+                raise BerError(f"invalid OID value at offset {i}")
         elif tag == NULL or tag in EXCEPTIONS:
             if n:
                 raise BerError("NULL with content")

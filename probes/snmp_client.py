@@ -36,6 +36,7 @@ from probes.snmp_ber import (
 
 RECEIVE_BUFFER = 4 * 1024 * 1024  # 100 devices answering at once overflowed the default buffer
 MAX_REQUESTS_PER_WALK = 5000  # a lying agent must not keep a walk going until the deadline
+MAX_ROWS_PER_WALK = 100_000  # nor grow the poll's memory without bound
 
 ERROR_STATUS = {
     1: "tooBig", 2: "noSuchName", 3: "badValue", 4: "readOnly", 5: "genErr", 6: "noAccess",
@@ -117,6 +118,8 @@ class _Pending:
     community: bytes
     future: asyncio.Future[Response]
     decode: Callable[[bytes], Response] | None = None  # SNMPv3 sessions bring their own
+    malformed: int = 0  # undecodable datagrams from the device while this request waited
+    error: str = ""  # why the last of them was rejected
 
 
 class _ManagerProtocol(asyncio.DatagramProtocol):
@@ -142,10 +145,13 @@ class _ManagerProtocol(asyncio.DatagramProtocol):
         except SnmpError as exc:
             pending.future.set_exception(exc)
             return
-        except (BerError, ValueError) as exc:
-            # ValueError: e.g. a cipher refusing what a garbled v3 answer carries.
+        except Exception as exc:
+            # Ignored like a wrong request-id: one spoofed or garbled datagram must not fail
+            # the poll, and nothing a device sends may reach asyncio's exception handler
+            # (BerError, but also e.g. ValueError from a cipher, OverflowError from a header).
             self.malformed += 1
-            pending.future.set_exception(SnmpBadReply(f"malformed answer: {exc}"))
+            pending.malformed += 1
+            pending.error = str(exc) if isinstance(exc, BerError) else f"{type(exc).__name__}: {exc}"
             return
         if resp.request_id != pending.request_id or resp.community != pending.community:
             self.stray += 1  # a late answer to an earlier request, or not for us
@@ -286,12 +292,14 @@ async def exchange(proto: _ManagerProtocol, addr: tuple[str, int], message: byte
     if lock is None:
         lock = proto.locks[addr] = asyncio.Lock()
     loop = asyncio.get_running_loop()
+    malformed = 0
+    error = ""
     async with lock:
         transport = proto.transport
         assert transport is not None
         for attempt in range(retries + 1):
             future: asyncio.Future[Response] = loop.create_future()
-            proto.pending[addr] = pending(future)
+            waiting = proto.pending[addr] = pending(future)
             stats.requests += 1
             stats.retries += attempt > 0
             try:
@@ -304,8 +312,14 @@ async def exchange(proto: _ManagerProtocol, addr: tuple[str, int], message: byte
                 raise SnmpUnreachable(f"cannot send to {addr[0]}: {exc}") from exc
             finally:
                 proto.pending.pop(addr, None)
+                malformed += waiting.malformed
+                error = waiting.error or error
             stats.varbinds += len(resp.oids)
             return resp
+    if malformed:
+        # The device (or someone in its name) answered, but never validly.
+        raise SnmpBadReply(f"no valid answer from {addr[0]}:{addr[1]} after {retries + 1} tries: "
+                           f"{malformed} malformed answers ignored (last: {error})")
     raise SnmpTimeout(
         f"no answer from {addr[0]}:{addr[1]} after {retries + 1} tries of {request_timeout:g}s"
     )
@@ -406,6 +420,9 @@ async def walk(session: Session, columns: Sequence[bytes], max_repetitions: int 
         active = still + joined
         if active and not progressed:
             raise SnmpBadReply("walk made no progress")
+        rows = sum(map(len, results))
+        if rows > MAX_ROWS_PER_WALK:
+            raise SnmpBadReply(f"the agent keeps sending: {rows} rows")
     raise SnmpBadReply(f"walk did not finish after {MAX_REQUESTS_PER_WALK} requests")
 
 

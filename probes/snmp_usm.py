@@ -76,6 +76,7 @@ AUTH_REPORTS = {
     USM_STATS + "6.0": "decryption error (privacy key)",
 }
 MAX_MESSAGE = 65507
+MAX_BOOTS_OR_TIME = 2**31 - 1  # RFC 3414: snmpEngineBoots and snmpEngineTime are 0..2^31-1
 FLAG_AUTH, FLAG_PRIV, FLAG_REPORTABLE = 0x01, 0x02, 0x04
 
 _KU_CACHE: dict[tuple[str, bytes], bytes] = {}
@@ -140,7 +141,9 @@ class UsmSession:
         self.engine = _Engine()
         self._addr: tuple[str, int] | None = None
         self._family = 0
-        self._last_engine: tuple[bytes, int, int] = (b"", 0, 0)
+        # (msgID, engine ID, boots, time, authenticated) of the last message decoded: adopted
+        # only once the message proved to answer our request (see _adopt).
+        self._last_engine: tuple[int, bytes, int, int, bool] = (0, b"", 0, 0, False)
 
     # ------------------------------------------------------------ keys
 
@@ -250,12 +253,16 @@ class UsmSession:
         engine_id = data[e_start:k]
         boots, k = _int_at(data, k, s_end)
         etime, k = _int_at(data, k, s_end)
+        if not (0 <= boots <= MAX_BOOTS_OR_TIME and 0 <= etime <= MAX_BOOTS_OR_TIME):
+            raise BerError("engine boots or time out of range")
         _, k = _header(data, k, OCTET_STRING)  # user name
         mac_start, k = _header(data, k, OCTET_STRING)
         mac = data[mac_start:k]
         p_start, k = _header(data, k, OCTET_STRING)
         salt = data[p_start:k]
         i = s_end
+        if flags & FLAG_PRIV and not flags & FLAG_AUTH:
+            raise BerError("privacy without authentication")  # RFC 3412 msgFlags: ..10 is invalid
         if flags & FLAG_AUTH:
             if self.level == "noAuthNoPriv" or not mac:
                 raise BerError("unexpected authenticated answer")
@@ -285,14 +292,19 @@ class UsmSession:
                 raise BerError("unencrypted answer to an encrypted request")
         inner.version = VERSION_3
         inner.community = b""
-        if flags & FLAG_AUTH or inner.pdu_type == REPORT:
-            self.engine.engine_id = self.engine.engine_id or engine_id
-            if engine_id == self.engine.engine_id:
-                self.engine.boots, self.engine.time = boots, etime
-                self.engine.synced_at = time.monotonic()
-        self._last_engine = (engine_id, boots, etime)
-        inner.request_id = msg_id  # matched on msgID (clear text), checked below
+        # Not adopted here: this may be a spoofed or late message (msgID not checked yet).
+        self._last_engine = (msg_id, engine_id, boots, etime, bool(flags & FLAG_AUTH))
+        inner.request_id = msg_id  # matched on msgID (clear text) by the shared socket
         return inner
+
+    def _adopt(self, msg_id: int) -> bool:
+        """Take the engine's boots/time from our answer if authenticated (RFC 3414 3.2 7b)."""
+        answered, engine_id, boots, etime, authenticated = self._last_engine
+        if answered != msg_id or not authenticated or engine_id != self.engine.engine_id:
+            return False
+        self.engine.boots, self.engine.time = boots, etime
+        self.engine.synced_at = time.monotonic()
+        return True
 
     # ------------------------------------------------------------ exchange
 
@@ -308,8 +320,9 @@ class UsmSession:
         msg_id = next(_msg_ids) & 0x7FFFFFFF
         pdu = _pdu(0xA0, msg_id, [])
         resp = await self._exchange(self._encode(msg_id, pdu, discovery=True), msg_id)
-        engine_id, boots, etime = self._last_engine
-        if resp.pdu_type != REPORT or not engine_id:
+        # The one unauthenticated boots/time we trust: the report answering our discovery.
+        answered, engine_id, boots, etime, _ = self._last_engine
+        if resp.pdu_type != REPORT or not engine_id or answered != msg_id:
             raise SnmpBadReply("the agent did not reveal its engine ID")
         self.engine = _Engine(engine_id, boots, etime, time.monotonic())
 
@@ -351,14 +364,15 @@ class UsmSession:
                     raise
                 await self._check_privacy(pdu_type, oids, non_repeaters, max_repetitions)
                 raise
+            synced = self._adopt(msg_id)
             if resp.pdu_type != REPORT:
                 return resp
             report = oid_str(resp.oids[0]) if resp.oids else ""
             if report in AUTH_REPORTS:
                 raise SnmpAuthError(f"agent rejected the credentials: {AUTH_REPORTS[report]}")
-            if report == UNKNOWN_ENGINE_ID:
-                await self._discover()
-            elif report != NOT_IN_TIME_WINDOW:  # time was resynced by decode(): try again
+            if report == UNKNOWN_ENGINE_ID or (report == NOT_IN_TIME_WINDOW and not synced):
+                await self._discover()  # an unauthenticated report's clock is not trusted
+            elif report != NOT_IN_TIME_WINDOW:  # authenticated, time adopted: try again
                 raise SnmpBadReply(f"unexpected report {report or '(empty)'}")
         raise SnmpAuthError("the agent keeps refusing our time window")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from monitor.config import SnmpAuth
+from probes import snmp
 from probes.base import CheckResult, Credentials, Target
 from probes.snmp import SnmpSettings, probe_snmp
 from probes.snmp_ber import (
@@ -26,19 +27,21 @@ from probes.snmp_ber import (
     GET_BULK_REQUEST,
     GET_NEXT_REQUEST,
     GET_REQUEST,
+    GET_RESPONSE,
     INTEGER,
     NO_SUCH_INSTANCE,
     NO_SUCH_OBJECT,
     OBJECT_IDENTIFIER,
     OCTET_STRING,
     TIMETICKS,
+    Response,
     VarBind,
     decode_message,
     encode_oid,
     encode_response,
     oid_tuple,
 )
-from probes.snmp_client import close_managers
+from probes.snmp_client import SnmpBadReply, close_managers, walk
 
 HOST = "127.0.11.10"
 OTHER = "127.0.11.11"
@@ -183,16 +186,28 @@ async def test_wrong_community_is_a_timeout(responder: Responder) -> None:
 @pytest.mark.parametrize("cut", [1, 5, 17, -1, -7])
 async def test_truncated_answer_is_bad_reply(responder: Responder, cut: int) -> None:
     responder.mangle = lambda raw, req: raw[:cut]
-    result = await _probe(timeout=5.0, deadline=30.0)
+    result = await _probe()
     assert result.reason == "bad_reply"
     assert not result.success
-    assert responder.requests == 1  # classified at once, not after the timeout
+    assert _value(result, "camnet_ap_up") == 0
+    # Each malformed answer is ignored (it may be spoofed): every try is made, then classified.
+    assert responder.requests == 2
+    assert "2 malformed answers ignored" in result.message
 
 
 async def test_garbage_answer_is_bad_reply(responder: Responder) -> None:
     responder.mangle = lambda raw, req: b"\x30\x82\xff\xff" + bytes(range(256))
-    result = await _probe(timeout=5.0)
+    result = await _probe()
     assert result.reason == "bad_reply"
+
+
+async def test_one_malformed_datagram_does_not_fail_the_poll(responder: Responder) -> None:
+    # A spoofed or corrupted datagram from the AP's address arrives just before the real answer.
+    responder.mangle = lambda raw, req: [raw[:-4], b"\x30\x03\x02\x01\x01", raw]
+    result = await _probe()
+    assert result.success, result.message
+    assert [i["name"] for i in result.facts["interfaces"]] == ["eth1", "eth2"]
+    assert result.facts["retries"] == 0  # the real answers were taken, nothing timed out
 
 
 async def test_answer_from_the_wrong_address_is_ignored(responder: Responder) -> None:
@@ -293,6 +308,77 @@ async def test_silent_agent_stops_at_the_deadline(responder: Responder) -> None:
     result = await _probe(timeout=5.0, retries=5, deadline=0.5)
     assert result.reason == "timeout"
     assert loop.time() - start < 5.0  # the deadline, not 6 x 5 s of retries
+
+
+def _row(oid: str, tag: int, value: Any) -> tuple[tuple[int, ...], bytes, int, Any]:
+    return oid_tuple(encode_oid(oid)), encode_oid(oid), tag, value
+
+
+async def test_counter_of_the_wrong_type_is_skipped(responder: Responder) -> None:
+    # eth1's ifInOctets comes as an OCTET STRING: that value is skipped, the poll goes on.
+    responder.table = sorted([*(r for r in responder.table if r[0] != (1, 3, 6, 1, 2, 1, 2, 2, 1, 10, 1)),
+                              _row("1.3.6.1.2.1.2.2.1.10.1", OCTET_STRING, b"lots")])
+    result = await _probe()
+    assert result.success, result.message
+    assert [(i["name"], i["rx_bytes"], i["tx_bytes"]) for i in result.facts["interfaces"]] == [
+        ("eth1", None, 2000), ("eth2", 2000, 4000)]
+    rx = [(s.labels["interface"], s.value) for s in result.samples
+          if s.name == "camnet_ap_interface_receive_bytes_total"]
+    assert rx == [("eth2", 2000.0)]
+    assert any("ifInOctets: 1 value(s) of the wrong type (bytes)" in line for line in result.log)
+
+
+async def test_non_minimal_oid_is_bad_reply(responder: Responder) -> None:
+    # sysObjectID 1.3.6.1.4.1.(0x80 0x01): a non-minimal sub-identifier, malformed BER.
+    responder.table = sorted([*(r for r in responder.table if r[0] != (1, 3, 6, 1, 2, 1, 1, 2, 0)),
+                              _row("1.3.6.1.2.1.1.2.0", OBJECT_IDENTIFIER,
+                                   b"\x2b\x06\x01\x04\x01\x80\x01")])
+    result = await _probe()
+    assert result.reason == "bad_reply"
+    assert "invalid OID value" in result.message
+
+
+@pytest.mark.parametrize("exc", [ValueError("bad value"), OverflowError("too big"),
+                                 ZeroDivisionError("division by zero")])
+async def test_errors_left_from_an_answer_are_bad_reply(responder: Responder,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        exc: Exception) -> None:
+    # Whatever a reply still makes the prober trip over is classified, not internal_error.
+    def trip(*args: Any) -> None:
+        raise exc
+
+    monkeypatch.setattr(snmp, "_emit", trip)
+    result = await _probe()
+    assert result.reason == "bad_reply"
+    assert not result.success
+    assert type(exc).__name__ in result.message
+
+
+class _EndlessTable:
+    """A session whose agent has an endless, increasing table (1,000 rows per answer)."""
+
+    version = 1
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.next_row = 1
+
+    async def request(self, pdu_type: int, oids: Sequence[bytes], non_repeaters: int = 0,
+                      max_repetitions: int = 0) -> Response:
+        self.requests += 1
+        assert self.requests < 200, "the walk did not stop"
+        rows = range(self.next_row, self.next_row + 1000)
+        self.next_row += 1000
+        varbinds: list[VarBind] = [(encode_oid(f"1.3.6.1.2.1.2.2.1.2.{n}"), OCTET_STRING, b"x")
+                                   for n in rows]
+        return Response.from_varbinds(1, b"", GET_RESPONSE, 0, 0, 0, varbinds)
+
+
+async def test_walk_stops_an_agent_that_keeps_sending() -> None:
+    session = _EndlessTable()
+    with pytest.raises(SnmpBadReply, match="the agent keeps sending: 101000 rows"):
+        await walk(session, [encode_oid("1.3.6.1.2.1.2.2.1.2")], max_repetitions=1000)
+    assert session.requests == 101  # 100,000 rows per walk at most
 
 
 async def test_counter32_client_count_is_a_gauge(responder: Responder) -> None:

@@ -3,18 +3,20 @@
 tests/data/snmp/ holds the corpus: `valid-*.bin` are real snmpd answers (captured from Debian
 snmpd serving the ubiquiti-m5 recording) and crafted edge cases; `bad-*.bin` must be rejected.
 Whatever the bytes, the decoder returns a Response or raises BerError - nothing else - and the
-shared socket turns a bad answer into a classified `bad_reply` without raising.
+shared socket counts and ignores a bad answer without raising.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from probes import snmp_ber
 from probes.snmp_ber import (
     COUNTER32,
     COUNTER64,
@@ -38,7 +40,7 @@ from probes.snmp_ber import (
     encode_response,
     oid_tuple,
 )
-from probes.snmp_client import SnmpBadReply, _ManagerProtocol, _Pending
+from probes.snmp_client import _ManagerProtocol, _Pending
 
 CORPUS = Path(__file__).parent / "data" / "snmp"
 VALID = sorted(CORPUS.glob("valid-*.bin"))
@@ -161,7 +163,7 @@ def test_request_encoding_is_well_formed(names: list[tuple[int, ...]], nr: int, 
 @FUZZ
 @given(st.sampled_from(VALID), st.integers(0, 2000), st.integers(0, 255))
 async def test_socket_classifies_any_answer(path: Path, pos: int, byte: int) -> None:
-    """The shared socket never raises on an answer: a result or a classified bad_reply."""
+    """The shared socket never raises on an answer: a result, or the answer is ignored."""
     raw = bytearray(path.read_bytes())
     raw[pos % len(raw)] = byte
     resp = _decode_or_reject(path.read_bytes())
@@ -173,8 +175,102 @@ async def test_socket_classifies_any_answer(path: Path, pos: int, byte: int) -> 
     proto.datagram_received(bytes(raw), ("127.0.11.9", 1161))
     proto.datagram_received(bytes(raw), ("127.0.11.8", 1161))  # another address: ignored
     if future.done():
-        exc = future.exception()
-        assert exc is None or isinstance(exc, SnmpBadReply)
+        assert future.exception() is None
     else:
-        assert proto.stray >= 1  # e.g. the flipped byte changed the request id: ignored
+        # Malformed, or e.g. the flipped byte changed the request id: ignored.
+        assert proto.malformed + proto.stray >= 2
     assert proto.stray >= 1
+
+
+def _boom(data: bytes) -> Response:
+    raise OverflowError("int too big to convert")
+
+
+async def test_undecodable_answers_are_ignored_not_fatal() -> None:
+    """A malformed datagram neither fails the pending request nor reaches asyncio's handler."""
+    valid = (CORPUS / "valid-snmpd-get-scalars-v2c.bin").read_bytes()
+    resp = decode_message(valid)
+    loop = asyncio.get_running_loop()
+    proto = _ManagerProtocol()
+    addr = ("127.0.11.9", 1161)
+    future: asyncio.Future[Response] = loop.create_future()
+    pending = _Pending(resp.request_id, resp.community, future)
+    proto.pending[addr] = pending
+    proto.datagram_received(valid[:-3], addr)  # BerError
+    proto.datagram_received(b"\x30\x03\x02\x01", addr)
+    assert not future.done()
+    assert proto.malformed == pending.malformed == 2
+    proto.datagram_received(valid, addr)  # the real answer still counts
+    assert future.result().request_id == resp.request_id
+
+    # Whatever else a decoder raises (a v3 header overflowing a cipher's IV) is caught too.
+    other: asyncio.Future[Response] = loop.create_future()
+    proto.pending[addr] = _Pending(1, b"", other, _boom)
+    proto.datagram_received(valid, addr)
+    assert not other.done()
+    assert proto.malformed == 3
+    assert "OverflowError" in proto.pending[addr].error
+
+
+# ---------------------------------------------------------------- OID limits
+
+
+def _with_name(oid: bytes) -> bytes:
+    return encode_response(1, b"public", 7, [(oid, NULL, None)])
+
+
+def _with_value(oid: bytes) -> bytes:
+    return encode_response(1, b"public", 7, [(encode_oid("1.3.6.1.2.1.1.2.0"), OBJECT_IDENTIFIER,
+                                               oid)])
+
+
+@pytest.mark.parametrize("raw", [
+    pytest.param(b"\x2b" + b"\x01" * 127, id="129-subids"),  # RFC 2578: at most 128
+    pytest.param(b"\x2b\x81\x80\x80\x80\x80\x01", id="6-byte-subid"),
+    pytest.param(b"\x2b\x90\x80\x80\x80\x00", id="subid-2^32"),
+    pytest.param(b"\x2b\x80\x01", id="non-minimal-subid"),
+    pytest.param(b"\x2b\x06\x81", id="truncated-subid"),
+])
+def test_invalid_oids_are_rejected_by_the_decoder(raw: bytes) -> None:
+    for message in (_with_name(raw), _with_value(raw)):
+        with pytest.raises(BerError):
+            decode_message(message)
+    with pytest.raises(BerError):
+        oid_tuple(raw)
+
+
+def test_oids_at_the_limits_are_accepted() -> None:
+    longest = b"\x2b" + b"\x8f\xff\xff\xff\x7f" * 126  # 128 sub-identifiers of 2^32-1
+    assert decode_message(_with_name(longest)).oids == [longest]
+    assert decode_message(_with_value(longest)).values == [longest]
+    assert oid_tuple(longest) == (1, 3) + (2**32 - 1,) * 126
+    assert encode_oid(oid_tuple(longest)) == longest
+    with pytest.raises(ValueError):
+        encode_oid((1, 3, 2**32))
+
+
+def test_a_hostile_long_oid_is_rejected_at_once_and_not_cached() -> None:
+    # 60 KB of continuation bytes: decoding it took 0.3 s (quadratic), blocking the loop.
+    huge = b"\x2b" + b"\x81" * 60_000 + b"\x01"
+    before = len(snmp_ber.OID_CACHE)
+    start = time.perf_counter()
+    with pytest.raises(BerError):
+        decode_message(_with_name(huge))
+    with pytest.raises(BerError):
+        oid_tuple(huge)
+    assert time.perf_counter() - start < 0.05
+    assert huge not in snmp_ber.OID_CACHE and len(snmp_ber.OID_CACHE) <= before
+
+
+def test_oid_caches_are_capped_by_size() -> None:
+    # The longest valid OIDs, 10,000 of them (6.4 MB encoded): the caches must not keep them all.
+    longest = [encode_oid((1, 3, n, *(2**32 - 1,) * 125)) for n in range(10_000)]
+    try:
+        for raw in longest:
+            oid_tuple(raw)
+        encode_request(1, b"public", GET_REQUEST, 1, longest)
+        assert sum(map(len, snmp_ber.OID_CACHE)) <= 4_100_000
+        assert sum(map(len, snmp_ber._VB_CACHE.values())) <= 4_100_000
+    finally:
+        snmp_ber.OID_CACHE.clear()
+        snmp_ber._VB_CACHE.clear()
