@@ -188,6 +188,17 @@ def test_compose_services_share_one_network_namespace_that_outlives_them() -> No
     assert "127.0.0.1:9830" in prometheus
 
 
+def test_compose_alertmanager_speaks_vietnam_time() -> None:
+    """The templates print .StartsAt.Local: the container's zone must be Vietnam's, with the
+    zone data it needs (the image has none)."""
+    am = _compose()["services"]["alertmanager"]
+    assert am["environment"]["TZ"] == "Asia/Ho_Chi_Minh"
+    assert "/usr/share/zoneinfo:/usr/share/zoneinfo:ro" in am["volumes"]
+    templates = (ROOT / "config" / "alertmanager" / "templates" / "camnet.tmpl").read_text(
+        encoding="utf-8")
+    assert ".StartsAt.Local.Format" in templates
+
+
 def test_compose_mounts_exist_in_the_repository() -> None:
     compose = _compose()
     checked = 0
@@ -199,6 +210,8 @@ def test_compose_mounts_exist_in_the_repository() -> None:
                 assert path.is_relative_to(ROOT), f"{name}: {source} is outside the repository"
                 assert path.exists(), f"{name}: {source} does not exist"
                 checked += 1
+            elif source == "/usr/share/zoneinfo":  # the host's time zone data, read-only
+                assert volume.endswith(":ro"), volume
             else:
                 assert source in compose.get("volumes", {}), f"{name}: unknown volume {source}"
         build = service.get("build")
