@@ -130,7 +130,7 @@ def picture_problem(site: str, cam: str, problem: str) -> dict[str, Any]:
             "summary": f"Camera {cam} có hình bất thường ({PICTURE[problem]}) tại {site_name(site)} ({site})",
             "description": (
                 f"Camera {cam} (điểm {site}, xã {commune}) vẫn truyền hình nhưng hình không dùng được: "
-                f"{problem}. Có thể ống kính bị che, camera bị xoay hoặc bẩn; cần kiểm tra tại chỗ."
+                f"{PICTURE[problem]}. Có thể ống kính bị che, camera bị xoay hoặc bẩn; cần kiểm tra tại chỗ."
             ),
             "summary_en": f"Camera {cam} picture is {problem} at site {site}",
             "description_en": (
@@ -544,7 +544,8 @@ def scenarios() -> list[dict[str, Any]]:
                     "series": sel(
                         "camnet_camera_clock_offset_seconds", labels("daron-01", camera="cam-daron-01")
                     ),
-                    "values": values((0.2, 60), (600, 600)),
+                    # 25 minutes: printed as 1500, not humanize's "1.5k"
+                    "values": values((0.2, 60), (1500, 600)),
                 },
                 {
                     "series": sel(
@@ -555,7 +556,7 @@ def scenarios() -> list[dict[str, Any]]:
             ],
             "alert_rule_test": [
                 check(200, "CameraClockDrift"),
-                check(250, "CameraClockDrift", clock_drift("daron-01", "cam-daron-01", "600")),
+                check(250, "CameraClockDrift", clock_drift("daron-01", "cam-daron-01", "1500")),
                 *none(250, "CameraDown", "CameraPictureProblem"),
             ],
         }
