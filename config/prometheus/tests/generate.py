@@ -305,6 +305,50 @@ def not_scraped(instance: str | None) -> dict[str, Any]:
     }
 
 
+def checks_stalled(site: str, check_name: str, **device: str) -> dict[str, Any]:
+    """Expected CamnetChecksStalled alert."""
+    commune = SITES[site][0]
+    kind, name = next(iter(device.items()))
+    what = f"camera {name}" if kind == "camera" else f"điểm phát WiFi {name}"
+    return {
+        "exp_labels": {**labels(site, **device), "check": check_name, "severity": "warning",
+                       "team": "noc"},
+        "exp_annotations": {
+            "summary": f"camnet đã ngừng kiểm tra {check_name} của {what} tại {site}",
+            "description": (
+                f"Lần kiểm tra {check_name} gần nhất của thiết bị tại điểm {site} (xã {commune}) đã "
+                "quá 10 phút: số liệu của thiết bị này không còn được cập nhật và cảnh báo của nó "
+                "có thể sai. Kiểm tra nhật ký dịch vụ camnet."
+            ),
+            "summary_en": f"camnet stopped running {check_name} for a device at site {site}",
+            "description_en": (
+                f"The last {check_name} check of this device (site {site}) is over 10 minutes old: "
+                "its metrics are stale and its alerts cannot be trusted. Check camnet's log."
+            ),
+        },
+    }
+
+
+def reload_failed(instance: str) -> dict[str, Any]:
+    """Expected CamnetConfigReloadFailed alert."""
+    return {
+        "exp_labels": {"instance": instance, "job": "camnet", "severity": "warning", "team": "noc",
+                       "commune": "all", "site": "all"},
+        "exp_annotations": {
+            "summary": "Cấu hình mới của camnet bị từ chối; camnet vẫn chạy cấu hình cũ",
+            "description": (
+                f"Lần nạp lại cấu hình gần nhất của camnet ({instance}) bị lỗi hơn 10 phút nay: thay "
+                "đổi mới (camera, mật khẩu) chưa có hiệu lực. Chạy `camnet check-config` để xem lỗi."
+            ),
+            "summary_en": "camnet rejected its new config and keeps running the previous one",
+            "description_en": (
+                f"camnet ({instance}) has refused its config reload for over 10 minutes: the latest "
+                "change (a camera, a password) is not in effect. Run `camnet check-config` to see why."
+            ),
+        },
+    }
+
+
 def check(t: int, alertname: str, *alerts: dict[str, Any]) -> dict[str, Any]:
     """An alert_rule_test at t seconds; no alerts given = the rule must NOT fire."""
     return {"eval_time": f"{t}s", "alertname": alertname, "exp_alerts": list(alerts)}
@@ -684,6 +728,43 @@ def scenarios() -> list[dict[str, Any]]:
                 *[check(s, "APDown", ap_down("daron-09", "ap-daron-09")) for s in range(150, 1261, 30)],
                 check(900, "APHighLoss"),
                 check(1200, "APHighLoss", ap_high_loss("daron-02", "ap-daron-02", pct60)),
+            ],
+        }
+    )
+    # camnet itself: a check that stopped running (its last result would be exported for
+    # ever), and a rejected config reload (the previous config keeps running).
+    def last_run(start: int, until: int) -> str:
+        # The Unix time of the last run, every 15 s while checks run; then frozen.
+        runs = [start + (i * STEP) // 15 * 15 for i in range(until // STEP)]
+        frozen = [runs[-1]] * ((1800 - until) // STEP)
+        return " ".join(str(v) for v in runs + frozen)
+
+    tests.append(
+        {
+            "name": "CamnetChecksStalled fires when a check has not run for 10 minutes, "
+            "not while it runs; CamnetConfigReloadFailed after 10 minutes of a refused reload",
+            "input_series": [
+                {
+                    "series": sel("camnet_check_last_run_timestamp_seconds",
+                                  {**labels("daron-01", camera="cam-daron-01"), "check": "rtsp"}),
+                    "values": last_run(0, 300),  # stops at 5 min
+                },
+                {
+                    "series": sel("camnet_check_last_run_timestamp_seconds",
+                                  {**labels("daron-02", ap="ap-daron-02"), "check": "snmp"}),
+                    "values": last_run(0, 1800),  # runs throughout
+                },
+                {
+                    "series": 'camnet_config_last_reload_successful{job="camnet",instance="127.0.0.1:9830"}',
+                    "values": values((1, 60), (0, 30), (1, 60), (0, 1200)),
+                },
+            ],
+            "alert_rule_test": [
+                check(600, "CamnetChecksStalled"),
+                check(1100, "CamnetChecksStalled",
+                      checks_stalled("daron-01", "rtsp", camera="cam-daron-01")),
+                check(500, "CamnetConfigReloadFailed"),  # the short refusal at 1 min does not page
+                check(900, "CamnetConfigReloadFailed", reload_failed("127.0.0.1:9830")),
             ],
         }
     )
