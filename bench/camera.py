@@ -242,6 +242,9 @@ async def measure(cfg: LoadedConfig, lab: Lab, size: str, cid: str, scenario: st
 
 
 async def bench(lab: Lab, cfg: LoadedConfig, rounds: int, scenarios: list[str]) -> None:
+    # Worker CPU is read from the live workers: one stopped for idling (rtsp.IDLE_TTL) would
+    # take its CPU out of the sum mid-row, and its replacement's start-up would land in a check.
+    rtsp.IDLE_TTL = float("inf")
     await onvif.warm_up()
     await rtsp.warm_up(workers=1, size=2)
     states: dict[str, dict[str, Any]] = {cid: {} for cid in SIZES.values()}
