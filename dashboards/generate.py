@@ -18,6 +18,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 DATASOURCE = {"type": "prometheus", "uid": "camnet-prometheus"}
 RI = "$__rate_interval"  # Grafana picks the range: at least 4 scrape intervals
+# The APs' counters change only when camnet polls them (every 15 s, every 60 s while backing
+# off): a rate over a scrape-sized window is mostly 0 with spikes. Five minutes always holds
+# several polls.
+RS = "5m"
 SEL = 'commune=~"$commune", operator=~"$operator", site=~"$site"'  # every per-device panel filters by these
 
 
@@ -241,7 +245,7 @@ def noc() -> dict[str, Any]:
                     "stat",
                     "Cảnh báo đang phát / Alerts firing",
                     [
-                        ('count(ALERTS{alertstate="firing"}) or vector(0)', "firing"),
+                        (f'count(ALERTS{{alertstate="firing", {SEL}}}) or vector(0)', "firing"),
                     ],
                     w=5,
                     h=5,
@@ -302,7 +306,8 @@ def noc() -> dict[str, Any]:
                     "Cảnh báo đang phát / Firing alerts",
                     [
                         (
-                            'sum by (alertname, commune, site, severity) (ALERTS{alertstate="firing"}) '
+                            "sum by (alertname, commune, site, severity) "
+                            f'(ALERTS{{alertstate="firing", {SEL}}}) '
                             "or on () vector(0)",
                             "",
                         ),
@@ -476,17 +481,26 @@ def aps() -> dict[str, Any]:
                     thresholds=[(None, "red"), (1, "green")],
                     options={"showValue": "never", "mergeValues": True},
                 ),
+                # Two tables: one panel-wide unit, and two instant queries are two frames.
                 Panel(
                     "table",
-                    "Khởi động lại / Uptime and reboots (24 h)",
-                    [
-                        (f"time() - camnet_ap_boot_time_seconds{{{ap}}}", "uptime"),
-                        (f"ceil(changes(camnet_ap:rebooted{{{ap}}}[24h]) / 2)", "reboots"),
-                    ],
-                    w=12,
+                    "Thời gian chạy / Uptime",
+                    [(f"time() - camnet_ap_boot_time_seconds{{{ap}}}", "uptime")],
+                    w=6,
                     h=10,
                     instant=True,
                     unit="s",
+                ),
+                Panel(
+                    "table",
+                    "Số lần khởi động lại / Reboots (24 h)",
+                    # 0, not an empty cell, for an AP without a reboot series yet (a new AP,
+                    # or the first minutes after Prometheus started)
+                    [(f"ceil(changes(camnet_ap:rebooted{{{ap}}}[24h]) / 2)"
+                      f" or on (ap) (0 * camnet_ap_up{{{ap}}})", "reboots")],
+                    w=6,
+                    h=10,
+                    instant=True,
                 ),
             ],
             [
@@ -495,7 +509,7 @@ def aps() -> dict[str, Any]:
                     "Lưu lượng nhận / Receive traffic",
                     [
                         (
-                            f"sum by (ap) (rate(camnet_ap_interface_receive_bytes_total{{{ap}}}[{RI}])) * 8",
+                            f"sum by (ap) (rate(camnet_ap_interface_receive_bytes_total{{{ap}}}[{RS}])) * 8",
                             "{{ap}}",
                         ),
                     ],
@@ -508,7 +522,7 @@ def aps() -> dict[str, Any]:
                     "Lưu lượng gửi / Transmit traffic",
                     [
                         (
-                            f"sum by (ap) (rate(camnet_ap_interface_transmit_bytes_total{{{ap}}}[{RI}])) * 8",
+                            f"sum by (ap) (rate(camnet_ap_interface_transmit_bytes_total{{{ap}}}[{RS}])) * 8",
                             "{{ap}}",
                         ),
                     ],
@@ -532,7 +546,7 @@ def aps() -> dict[str, Any]:
                     "Lỗi giao diện / Interface errors",
                     [
                         (
-                            f"sum by (ap) (rate(camnet_ap_interface_errors_total{{{ap}}}[{RI}]))",
+                            f"sum by (ap) (rate(camnet_ap_interface_errors_total{{{ap}}}[{RS}]))",
                             "{{ap}}",
                         ),
                     ],
