@@ -192,21 +192,25 @@ def auth_failed(site: str, cam: str) -> dict[str, Any]:
     }
 
 
-def ap_down(site: str, ap_id: str) -> dict[str, Any]:
-    """Expected APDown alert."""
+def ap_down(site: str, ap_id: str, alone: bool = False) -> dict[str, Any]:
+    """Expected APDown alert (`alone`: the AP is its site's only device)."""
     commune, operator, _ = SITES[site]
+    others_vi = ("đây là thiết bị duy nhất của điểm: có thể đường truyền hoặc nguồn điện bị mất, "
+                 "cần báo nhà mạng" if alone else "các thiết bị khác của điểm vẫn hoạt động")
+    others_en = ("it is the site's only device: the line or power may be out, tell the operator"
+                 if alone else "other devices at the site still answer")
     return {
         "exp_labels": {**labels(site, ap=ap_id), "severity": "critical", "team": "noc"},
         "exp_annotations": {
             "summary": f"Điểm phát WiFi {ap_id} không phản hồi tại {site_name(site)} ({site})",
             "description": (
                 f"Thiết bị {ap_id} (điểm {site}, xã {commune}, nhà mạng {operator}) không trả lời SNMP "
-                "trong hơn 1 phút; các thiết bị khác của điểm vẫn hoạt động."
+                f"trong hơn 1 phút; {others_vi}."
             ),
             "summary_en": f"Access point {ap_id} is down at site {site}",
             "description_en": (
                 f"Access point {ap_id} (site {site}, operator {operator}) has not answered SNMP for more "
-                "than 1 minute while other devices at the site still answer."
+                f"than 1 minute; {others_en}."
             ),
         },
     }
@@ -542,7 +546,8 @@ def scenarios() -> list[dict[str, Any]]:
             + ap("daron-01", "ap-daron-01", values((1, 60), (0, 300))),
             "alert_rule_test": [
                 check(115, "APDown"),
-                check(125, "APDown", ap_down("daron-01", "ap-daron-01"), ap_down("daron-09", "ap-daron-09")),
+                check(125, "APDown", ap_down("daron-01", "ap-daron-01"),
+                      ap_down("daron-09", "ap-daron-09", alone=True)),
                 *none(120, "SiteDown", "CameraDown"),
             ],
         }
@@ -725,7 +730,8 @@ def scenarios() -> list[dict[str, Any]]:
             ],
             "alert_rule_test": [
                 *[t for s in range(60, 1261, 30) for t in none(s, "SiteDown", "CameraDown")],
-                *[check(s, "APDown", ap_down("daron-09", "ap-daron-09")) for s in range(150, 1261, 30)],
+                *[check(s, "APDown", ap_down("daron-09", "ap-daron-09", alone=True))
+                  for s in range(150, 1261, 30)],
                 check(900, "APHighLoss"),
                 check(1200, "APHighLoss", ap_high_loss("daron-02", "ap-daron-02", pct60)),
             ],
