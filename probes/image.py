@@ -1,9 +1,10 @@
 """Is the picture usable: brightness, contrast, sharpness, black, dark, frozen, blurred, moved.
 
 Everything works on a small grey frame (the decoder's Y plane, resized): sharpness at 640 px wide,
-frame differences and structure at 320 px wide, scene similarity at 80. Per-camera memory (previous
-frame, reference view, sharpness baseline, consecutive-bad counters) lives in the device's state
-dict, so thresholds follow each camera's own healthy picture instead of one global number.
+frame differences and structure at 320 px wide, scene similarity at 80. Per-camera memory lives in
+the device's state dict, so thresholds follow each camera's own healthy picture instead of one
+global number: the consecutive-bad counters per camera, the rest (previous frame, reference view,
+sharpness baseline) per frame size, since a sub-stream and the main stream do not compare.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from probes.base import Duration, StrictModel
 
@@ -26,8 +27,13 @@ SIMILARITY_WIDTH = 80  # scene layout for "moved": noise averages out, ≈ 0.05 
 GRID_COLUMNS = 32  # blocks across the small frame (10 px each at 320 wide)
 BASELINE_SAMPLES = 15  # healthy sharpness values kept for the blur baseline (median)
 NORMAL_CONTRAST = 0.1  # luma std (0–1) of a daylight view; lower contrast scales frozen_block_delta
+# ... down to half of it: re-encoding a still night picture changes block means by up to 2 of 255
+# (lab keyframes, JPEG at two qualities), and a lower threshold counts that noise as life.
+MIN_DELTA_SCALE = 0.5
 BLUR_SIGMAS = (2.0, 4.0)  # px at 320 wide: how soft a reference is tried against a soft picture
 MIN_REFERENCE_FEATURES = 40  # below this a scene is too plain for ORB: use SSIM alone
+MAX_VIEWS = 3  # frame sizes remembered per camera: sub-stream, main-stream fallback, one spare
+MIN_UNMASKED = 0.25  # share of the frame the masks must leave to the frozen and moved checks
 
 
 class ImageSettings(StrictModel):
@@ -89,6 +95,24 @@ class ImageSettings(StrictModel):
         description="regions (x, y, w, h as shares of the frame) ignored by frozen/moved, e.g. the OSD clock",
     )
 
+    @field_validator("mask")
+    @classmethod
+    def _mask_inside_frame(
+        cls, v: list[tuple[float, float, float, float]]
+    ) -> list[tuple[float, float, float, float]]:
+        for x, y, w, h in v:
+            if not (0 <= x < 1 and 0 <= y < 1 and 0 < w <= 1 and 0 < h <= 1
+                    and x + w <= 1 and y + h <= 1):
+                raise ValueError(
+                    f"mask {[x, y, w, h]} is not inside the frame: x and y must be in [0, 1), "
+                    "w and h in (0, 1], x + w and y + h at most 1")
+        covered = 1.0 - float(_mask_grid(v, 100, 100).mean())
+        if covered > 1 - MIN_UNMASKED:
+            raise ValueError(
+                f"the masks cover {covered:.0%} of the frame; leave at least {MIN_UNMASKED:.0%} "
+                "for the frozen and moved checks")
+        return v
+
 
 @dataclass(slots=True)
 class ImageReport:
@@ -103,7 +127,7 @@ class ImageReport:
     scene_shift: float | None = None
     match_ratio: float | None = None
     baseline_sharpness: float | None = None
-    bad: dict[str, bool] = field(default_factory=dict)
+    bad: dict[str, bool | None] = field(default_factory=dict)  # None: not judged on this frame
     problems: dict[str, bool] = field(default_factory=dict)
     streaks: dict[str, int] = field(default_factory=dict)
 
@@ -129,10 +153,10 @@ def _grid_shape(small: np.ndarray) -> tuple[int, int]:
     return GRID_COLUMNS, max(1, round(GRID_COLUMNS * h / w))
 
 
-def _mask_grid(settings: ImageSettings, cols: int, rows: int) -> np.ndarray:
-    """Boolean grid of blocks to use (False inside the configured masks)."""
+def _mask_grid(mask: list[tuple[float, float, float, float]], cols: int, rows: int) -> np.ndarray:
+    """Boolean grid of blocks to use (False inside the masks)."""
     keep = np.ones((rows, cols), dtype=bool)
-    for x, y, w, h in settings.mask:
+    for x, y, w, h in mask:
         c0, c1 = int(x * cols), int(np.ceil((x + w) * cols))
         r0, r1 = int(y * rows), int(np.ceil((y + h) * rows))
         keep[max(0, r0):min(rows, r1), max(0, c0):min(cols, c1)] = False
@@ -149,22 +173,20 @@ def structure(small: np.ndarray, settings: ImageSettings) -> float:
     return float(np.mean(std >= settings.structure_std))
 
 
-def changed_fraction(prev: np.ndarray, cur: np.ndarray, settings: ImageSettings) -> float | None:
+def changed_fraction(prev: np.ndarray, cur: np.ndarray, settings: ImageSettings) -> float:
     """Share of (unmasked) blocks whose mean luma changed by more than `frozen_block_delta`.
 
     Block-wise rather than a global mean: an on-screen clock changes a few blocks a lot while a
     frozen picture changes none, and a live scene changes many.
     """
-    if prev.shape != cur.shape:
-        return None
     cols, rows = _grid_shape(cur)
     diff = cv2.absdiff(prev, cur)
     blocks = cv2.resize(diff, (cols, rows), interpolation=cv2.INTER_AREA).astype(np.float32)
-    keep = _mask_grid(settings, cols, rows)
+    keep = _mask_grid(settings.mask, cols, rows)
     # A low-contrast (night) picture changes by less in absolute terms: scale the threshold
     # with the picture's contrast, so its motion and sensor noise still count as life.
     contrast = float(cv2.meanStdDev(cur)[1][0, 0]) / 255.0
-    delta = settings.frozen_block_delta * min(1.0, max(0.1, contrast / NORMAL_CONTRAST))
+    delta = settings.frozen_block_delta * min(1.0, max(MIN_DELTA_SCALE, contrast / NORMAL_CONTRAST))
     changed = (blocks > delta) & keep
     return float(changed.sum() / max(1, keep.sum()))
 
@@ -245,14 +267,27 @@ def match_view(
     return ratio, shift
 
 
+def _view(state: dict[str, Any], grey: np.ndarray) -> dict[str, Any]:
+    """The memory of this frame size in the camera's image state (least recently used dropped)."""
+    views: dict[str, dict[str, Any]] = state.setdefault("views", {})
+    key = f"{grey.shape[1]}x{grey.shape[0]}"
+    view = views.pop(key, {})
+    views[key] = view  # insertion order is the order of use
+    while len(views) > MAX_VIEWS:
+        del views[next(iter(views))]
+    return view
+
+
 def assess(grey: np.ndarray, settings: ImageSettings, state: dict[str, Any],
            now: float | None = None) -> ImageReport:
     """Measure a grey frame, compare it with this camera's memory in `state`, debounce problems.
 
-    `state` is the camera's image memory (a dict kept across checks): previous frame, reference
-    view, sharpness baseline and the count of consecutive bad checks per problem.
+    `state` is the camera's image memory (a dict kept across checks): the count of consecutive
+    bad checks per problem and, per frame size, the previous frame, reference view and
+    sharpness baseline. A check that cannot be judged on this frame leaves its count as it was.
     """
     now = time.time() if now is None else now
+    view = _view(state, grey)
     work = resize_width(grey, SHARPNESS_WIDTH)
     small = resize_width(work, SMALL_WIDTH)
     mean, std = cv2.meanStdDev(small)
@@ -263,66 +298,66 @@ def assess(grey: np.ndarray, settings: ImageSettings, state: dict[str, Any],
         structure=structure(small, settings),
     )
     cols, rows = _grid_shape(small)
-    keep = _mask_grid(settings, cols, rows)
-    bad = dict.fromkeys(IMAGE_PROBLEMS, False)
+    keep = _mask_grid(settings.mask, cols, rows)
+    bad: dict[str, bool | None] = dict.fromkeys(IMAGE_PROBLEMS)
 
     flat = report.structure < settings.black_structure
     dim = report.brightness < settings.dark_brightness
     bad["black"] = flat and dim
-    bad["dark"] = dim and not bad["black"]
+    bad["dark"] = dim and not flat
 
-    prev = state.get("previous")
+    prev = view.get("previous")
     if prev is not None and not bad["black"]:
         report.changed_fraction = changed_fraction(prev, small, settings)
-        if report.changed_fraction is not None:
-            bad["frozen"] = report.changed_fraction <= settings.frozen_changed_fraction
-    state["previous"] = small
+        bad["frozen"] = report.changed_fraction <= settings.frozen_changed_fraction
+    view["previous"] = small
 
     # Blur and view checks need a picture comparable with the healthy one: not black, not dark.
-    if not bad["black"] and not bad["dark"]:
-        history: list[float] = state.setdefault("sharpness_history", [])
-        softer = False
+    if not dim:
+        history: list[float] = view.setdefault("sharpness_history", [])
+        softer: bool | None = None
         if history:
             report.baseline_sharpness = float(np.median(history))
             softer = report.sharpness < settings.blur_ratio * report.baseline_sharpness
         elif settings.blur_min_sharpness > 0:
             softer = report.sharpness < settings.blur_min_sharpness
-        bad["moved"] = _moved(report, small, keep, settings, state, softer)
+        bad["moved"] = _moved(report, small, keep, settings, view, bool(softer))
         # A turned or zoomed view is also less sharp: that is `moved`, not `blurred`.
-        bad["blurred"] = softer and not bad["moved"]
+        bad["blurred"] = False if bad["moved"] else softer
 
-    healthy = not any(bad.values())
-    if healthy:
-        _learn(report, small, state, now, settings)
-    elif bad["moved"] and not (bad["black"] or bad["dark"] or bad["blurred"]):
-        since = state.setdefault("moved_since", now)
+    if not any(bad.values()):
+        _learn(report, small, view, now, settings)
+    elif bad["moved"]:
+        since = view.setdefault("moved_since", now)
         if now - since >= settings.moved_relearn:
             # The camera was re-aimed on purpose long ago: the new view becomes the reference.
-            _learn(report, small, state, now, settings, force_reference=True)
-            state.pop("moved_since", None)
-    if not bad["moved"]:
-        state.pop("moved_since", None)
+            _learn(report, small, view, now, settings, force_reference=True)
+            view.pop("moved_since", None)
+    if bad["moved"] is False:
+        view.pop("moved_since", None)
 
     streaks: dict[str, int] = state.setdefault("streaks", {})
     for name, on in bad.items():
-        streaks[name] = streaks.get(name, 0) + 1 if on else 0
-        report.problems[name] = streaks[name] >= settings.consecutive
+        if on is not None:
+            streaks[name] = streaks.get(name, 0) + 1 if on else 0
+        report.problems[name] = streaks.get(name, 0) >= settings.consecutive
     report.bad = bad
     report.streaks = dict(streaks)
     return report
 
 
 def _moved(report: ImageReport, small: np.ndarray, keep: np.ndarray,
-           settings: ImageSettings, state: dict[str, Any], softer: bool) -> bool:
-    """Compare with the reference view: cheap similarity first, ORB only when it is in doubt.
+           settings: ImageSettings, view: dict[str, Any], softer: bool) -> bool | None:
+    """Compare with the reference view (None before there is one): cheap similarity first, ORB
+    only when it is in doubt.
 
     `softer` (sharpness fell) matters when features fail to match: blur wipes out ORB features
     while the layout of the view stays, so a soft picture whose thumbnail still resembles the
     reference is blurred, not moved.
     """
-    ref = state.get("reference")
-    if ref is None or ref.shape != small.shape:
-        return False
+    ref = view.get("reference")
+    if ref is None:
+        return None
     score = scene_similarity(ref, small)
     report.scene_similarity = score
     if score >= settings.moved_similarity_ok:
@@ -334,9 +369,9 @@ def _moved(report: ImageReport, small: np.ndarray, keep: np.ndarray,
                    for sigma in BLUR_SIGMAS)
         report.scene_similarity = max(score, soft)
         return report.scene_similarity < settings.moved_similarity
-    if "reference_features" not in state:
-        state["reference_features"] = _features(ref, keep)
-    ref_pts, ref_desc = state["reference_features"]
+    if "reference_features" not in view:
+        view["reference_features"] = _features(ref, keep)
+    ref_pts, ref_desc = view["reference_features"]
     if ref_desc is None or len(ref_pts) < MIN_REFERENCE_FEATURES:
         return score < settings.moved_similarity
     ratio, shift = match_view(ref_pts, ref_desc, small, keep)
@@ -344,10 +379,10 @@ def _moved(report: ImageReport, small: np.ndarray, keep: np.ndarray,
     return ratio < settings.moved_match_ratio or shift > settings.moved_shift
 
 
-def _learn(report: ImageReport, small: np.ndarray, state: dict[str, Any], now: float,
+def _learn(report: ImageReport, small: np.ndarray, view: dict[str, Any], now: float,
            settings: ImageSettings, force_reference: bool = False) -> None:
     """Remember a healthy frame: sharpness baseline and, when new or due, the reference view."""
-    history: list[float] = state.setdefault("sharpness_history", [])
+    history: list[float] = view.setdefault("sharpness_history", [])
     if force_reference:
         history.clear()
     history.append(report.sharpness)
@@ -355,11 +390,11 @@ def _learn(report: ImageReport, small: np.ndarray, state: dict[str, Any], now: f
     # The reference is refreshed rarely and only from a frame that clearly matches it (slow
     # changes of light and season); following every healthy frame would let a camera that is
     # turned a little at a time drag its reference along.
-    due = now - state.get("reference_time", -np.inf) >= settings.reference_refresh
+    due = now - view.get("reference_time", -np.inf) >= settings.reference_refresh
     similar = (report.scene_similarity is not None
                and report.scene_similarity >= settings.moved_similarity_ok)
-    if not (force_reference or "reference" not in state or (due and similar)):
+    if not (force_reference or "reference" not in view or (due and similar)):
         return
-    state["reference"] = small
-    state.pop("reference_features", None)  # computed only when similarity is in doubt (≈ 3 ms)
-    state["reference_time"] = now
+    view["reference"] = small
+    view.pop("reference_features", None)  # computed only when similarity is in doubt (≈ 3 ms)
+    view["reference_time"] = now

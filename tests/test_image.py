@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 import cv2
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from probes.image import IMAGE_PROBLEMS, ImageReport, ImageSettings, assess, sharpness
 
@@ -143,7 +144,7 @@ def test_featureless_view_uses_scene_similarity() -> None:
     state: dict = {}
     reports = run([*(live(plain, t) for t in range(3)), *(live(other, t) for t in range(3))],
                   state=state)
-    assert len(state["reference_features"][0]) < 40  # too plain: similarity decided
+    assert len(state["views"]["1280x720"]["reference_features"][0]) < 40  # too plain: similarity decided
     assert raised(reports[-1]) == {"moved"}
 
 
@@ -197,3 +198,132 @@ def test_sharpness_is_resolution_independent_enough() -> None:
     a = run([big])[0].sharpness
     b = sharpness(small)
     assert abs(a - b) / b < 0.25
+
+
+def sub_stream(img: np.ndarray, w: int = 640, h: int = 360) -> np.ndarray:
+    """The camera's low-bitrate sub-stream: the same view, smaller and softer (≈ 0.2 of the
+    main stream's sharpness at 640 wide)."""
+    return cv2.GaussianBlur(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA), (0, 0), 0.7)
+
+
+def night(img: np.ndarray) -> np.ndarray:
+    return (img.astype(np.float32) * 0.1 + 4).astype(np.uint8)
+
+
+def test_moved_is_judged_on_the_main_stream_after_a_4_3_sub_stream() -> None:
+    # The picture was judged on a 640x480 sub-stream, which then fails for good: the main
+    # stream learns its own reference and still sees the camera turned.
+    turned = shifted(BASE, 0.1)
+    frames = [*(sub_stream(live(BASE, t), 640, 480) for t in range(3)),
+              *(live(BASE, t) for t in range(3, 6)), *(live(turned, t) for t in range(6, 9))]
+    reports = run(frames)
+    assert all(raised(r) == set() for r in reports[:6])
+    assert raised(reports[-1]) == {"moved"}
+
+
+def test_frozen_counts_on_across_a_change_of_frame_size() -> None:
+    # Frozen on the sub-stream once, then the main stream: its first frame has nothing of its
+    # size to compare with, so the count waits instead of starting again.
+    still = live(BASE, 5)
+    frames = [*(sub_stream(live(BASE, t), 640, 480) for t in range(3)),
+              *(sub_stream(clock(still, t), 640, 480) for t in range(10, 12)),
+              *(clock(still, t) for t in range(12, 14))]
+    reports = run(frames)
+    assert raised(reports[6]) == {"frozen"}
+    assert reports[4].bad["frozen"] and reports[4].streaks["frozen"] == 1
+    assert reports[5].bad["frozen"] is None and reports[5].streaks["frozen"] == 1
+
+
+@pytest.mark.parametrize("sub_size", [(640, 360), (640, 480)])
+def test_switching_between_streams_raises_nothing(sub_size: tuple[int, int]) -> None:
+    # The main-stream fallback (sharper, maybe another shape) and back, twice: each stream is
+    # compared with its own past only.
+    spans = [False, True, False, True, False, True]  # main stream first, as after a restart
+    frames = [sub_stream(live(BASE, t), *sub_size) if sub else live(BASE, t)
+              for i, sub in enumerate(spans) for t in range(4 * i, 4 * i + 4)]
+    reports = run(frames)
+    assert all(raised(r) == set() and not any(r.bad.values()) for r in reports), [
+        (i, r.bad) for i, r in enumerate(reports) if any(r.bad.values())]
+
+
+def test_at_most_a_few_frame_sizes_are_remembered() -> None:
+    state: dict = {}
+    sizes = [(640, 360), (1280, 720), (640, 480), (704, 576), (1280, 720)]
+    run([cv2.resize(BASE, size, interpolation=cv2.INTER_AREA) for size in sizes], state=state)
+    assert list(state["views"]) == ["640x480", "704x576", "1280x720"]  # 640x360: least recently used
+
+
+def test_night_does_not_clear_a_turned_camera() -> None:
+    turned = shifted(BASE, 0.1)
+    reports = run([*HEALTHY, *(live(turned, t) for t in range(10, 13)),
+                   *(live(night(turned), t, noise=1.5) for t in range(13, 16)),
+                   live(turned, 16)])
+    assert raised(reports[5]) == {"moved"}
+    assert raised(reports[8]) == {"moved", "dark"}
+    assert raised(reports[-1]) == {"moved"}
+    assert all(r.bad["moved"] is None for r in reports[6:9])  # not judged at night
+
+
+def test_moved_relearn_counts_through_the_nights() -> None:
+    turned = shifted(BASE, 0.1)
+    settings = ImageSettings(moved_relearn=5.0)
+    reports = run([*HEALTHY, *(live(turned, t) for t in range(3, 5)),
+                   *(live(night(turned), t, noise=1.5) for t in range(5, 9)),
+                   *(live(turned, t) for t in range(9, 11))], settings)
+    assert reports[4].problems["moved"]
+    assert not reports[-1].problems["moved"]
+
+
+def test_night_does_not_clear_a_blurred_camera() -> None:
+    blurred = cv2.GaussianBlur(BASE, (0, 0), 4)
+    reports = run([*HEALTHY, *(live(blurred, t, noise=0.5) for t in range(10, 13)),
+                   *(live(night(blurred), t, noise=0.5) for t in range(13, 15))])
+    assert raised(reports[5]) == {"blurred"}
+    assert raised(reports[-1]) == {"blurred", "dark"}
+    assert reports[-1].bad["blurred"] is None  # not judged at night
+
+
+def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    ok, data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+
+
+def dim(img: np.ndarray) -> np.ndarray:
+    """A night view without lights: little contrast (≈ 0.01), below the dark threshold."""
+    return (img.astype(np.float32) * 0.05 + 6).astype(np.uint8)
+
+
+def test_dark_picture_encoded_again_is_frozen() -> None:
+    # The encoder noise of a still night picture is not life, however low its contrast.
+    still = dim(live(BASE, 5, noise=0))
+    reports = run([*HEALTHY, *(jpeg(still, q) for q in (90, 50, 90, 60))])
+    assert reports[-1].contrast < 0.02
+    assert raised(reports[-1]) == {"dark", "frozen"}
+
+
+def test_two_dark_scenes_are_not_frozen() -> None:
+    views = [dim(scene(1)), dim(scene(7))]
+    reports = run([*HEALTHY, *(jpeg(views[t % 2], 90) for t in range(4))])
+    assert raised(reports[-1]) == {"dark"}
+
+
+@pytest.mark.parametrize(("mask", "error"), [
+    ([(-0.1, 0.0, 0.3, 0.1)], "is not inside the frame"),
+    ([(0.0, 1.0, 0.3, 0.1)], "is not inside the frame"),
+    ([(0.0, 0.0, 0.0, 0.1)], "is not inside the frame"),
+    ([(0.0, 0.0, 0.3, -0.1)], "is not inside the frame"),
+    ([(0.8, 0.0, 0.3, 0.1)], "is not inside the frame"),
+    ([(0.0, 0.5, 0.3, 0.6)], "is not inside the frame"),
+    ([(0.0, 0.0, 1.0, 1.0)], "the masks cover 100% of the frame; leave at least 25%"),
+    ([(0.0, 0.0, 1.0, 0.5), (0.0, 0.5, 0.6, 0.5)], "the masks cover 80% of the frame"),
+])
+def test_mask_must_lie_inside_the_frame_and_leave_most_of_it(
+        mask: list[tuple[float, float, float, float]], error: str) -> None:
+    with pytest.raises(ValidationError, match=error):
+        ImageSettings(mask=mask)
+
+
+def test_valid_masks_are_kept() -> None:
+    masks = [(0.0, 0.0, 0.4, 0.08), (0.6, 0.0, 0.4, 1.0), (0.6, 0.0, 0.4, 1.0)]
+    assert ImageSettings(mask=masks).mask == masks
