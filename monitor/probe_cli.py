@@ -30,7 +30,7 @@ from monitor.config import (
 )
 from monitor.report import LANGS, UI, render_debug, render_json, render_text
 from probes import CHECKS_BY_KIND, rtsp
-from probes.base import Credentials, Status, Target, parse_duration
+from probes.base import Credentials, Status, Target, parse_duration, redact_url
 
 PROG = "camnet probe"
 UNKNOWN = int(Status.UNKNOWN)
@@ -196,7 +196,10 @@ def _secret(args: argparse.Namespace, file_opt: str, env: str, what: str,
 
 def _host(text: str) -> str:
     host = text.strip().strip("[]")
-    if not host or any(c in host for c in "/@ \t?#"):
+    if "@" in host:  # user:password@host: never echo it
+        raise ProbeError("credentials in TARGET are not accepted; use --user with "
+                         f"--password-file or ${ENV_PASSWORD} (or --community-file for an AP)")
+    if not host or any(c in host for c in "/ \t?#"):
         raise ProbeError(f"{text!r} is not a host name or IP address")
     return host
 
@@ -223,7 +226,9 @@ def _camera_address(args: argparse.Namespace) -> tuple[Target, CameraProfile]:
         host, url_port = _split_url(text, " (other users can read the command line); use --user "
                                           f"with --password-file or ${ENV_PASSWORD}")
         if scheme in ("rtsp", "rtsps"):
-            rtsp_url = text
+            # FFmpeg knows rtsp:// only in lower case (RTSP:// would be reported as a broken
+            # camera); the rest of the URL is the camera's and is kept as typed.
+            rtsp_url = scheme + text[text.index(":"):]
             skip_onvif = args.onvif_port is None
         elif scheme in ("onvif", "http"):
             onvif_port = args.onvif_port or url_port or DEFAULT_ONVIF_PORT
@@ -250,7 +255,8 @@ def _camera_address(args: argparse.Namespace) -> tuple[Target, CameraProfile]:
 def _split_url(text: str, where_credentials_go: str) -> tuple[str, int | None]:
     """Host and port of a TARGET URL; credentials in it, a bad port or no host are errors."""
     parts = urlsplit(text)
-    if parts.username is not None or parts.password is not None:
+    if parts.username is not None or parts.password is not None or redact_url(text) != text:
+        # user:password@, or user=/password= in the path or query (XMEye, some Dahua)
         raise ProbeError(f"credentials in the URL are not accepted{where_credentials_go}")
     try:
         port = parts.port

@@ -180,6 +180,8 @@ def _seconds(value: float, lang: str) -> str:
 
 
 def _duration(value: float, lang: str) -> str:
+    if value < 0:  # a camera clock behind ours: -10m, not divmod's -1d23h50m
+        return "-" + _duration(-value, lang)
     total = int(value)
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)

@@ -58,15 +58,22 @@ def verdict(results: dict[str, CheckResult]) -> tuple[Status, list[str], list[Sa
         if problems[cause]:
             for name in hidden:
                 problems[name] = False
-    samples = [Sample("camnet_camera_up", float(up))]
+    # No RTSP check (disabled in the profile, `camnet probe --skip rtsp`): no frame was to be
+    # grabbed, so no camnet_camera_up at all, and the other checks' problems decide.
+    samples = [Sample("camnet_camera_up", float(up))] if rtsp is not None else []
     samples += [Sample("camnet_camera_problem", float(on), {"problem": p}) for p, on in problems.items()]
     reasons = [p for p, on in problems.items() if on]
     if not results:
         return Status.UNKNOWN, ["not checked yet"], samples
-    if not up or CRITICAL_PROBLEMS.intersection(reasons):
+    failed = [f"{c}: {r.reason or 'failed'}" for c, r in results.items() if not r.success]
+    if (rtsp is not None and not up) or CRITICAL_PROBLEMS.intersection(reasons):
         status = Status.CRITICAL
         if not reasons and rtsp is not None:
             reasons = [rtsp.reason or "no frame"]
+    elif rtsp is None and failed:
+        # Without a frame to judge, the checks that ran say it: none answering is down.
+        status = Status.CRITICAL if len(failed) == len(results) else Status.WARNING
+        reasons = reasons + failed
     elif reasons:
         status = Status.WARNING
     else:

@@ -50,6 +50,21 @@ def test_every_problem_is_always_exported() -> None:
     assert [s.value for s in samples if s.name == "camnet_camera_up"] == [1.0]
 
 
+def test_without_an_rtsp_check_the_other_checks_decide() -> None:
+    """RTSP disabled in the profile, or `camnet probe --skip rtsp`: no frame was to be
+    grabbed, so no camnet_camera_up, and a camera whose ONVIF answers is not CRITICAL."""
+    status, reasons, samples = camera.verdict({"onvif": result("onvif", True),
+                                               "ping": result("ping", True)})
+    assert (status, reasons) == (Status.OK, [])
+    assert "camnet_camera_up" not in [s.name for s in samples]
+    status, reasons, _ = camera.verdict({"onvif": result("onvif", False, "unreachable"),
+                                         "ping": result("ping", True)})
+    assert (status, reasons) == (Status.WARNING, ["onvif: unreachable"])
+    status, reasons, _ = camera.verdict({"onvif": result("onvif", False, "timeout"),
+                                         "ping": result("ping", False, "unreachable")})
+    assert (status, reasons) == (Status.CRITICAL, ["onvif: timeout", "ping: unreachable"])
+
+
 def test_unreachable_masks_stream_and_picture_problems() -> None:
     status, reasons, samples = camera.verdict({
         "onvif": result("onvif", False, "unreachable"),

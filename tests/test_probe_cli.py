@@ -6,6 +6,7 @@ problems, 2 when the device is down); no secret may ever appear in any output.
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import json
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor import probe_cli
 from monitor.cli import main
 from probes import PROBERS
 from tests.snmpd_peer import run_snmpd
@@ -91,6 +93,29 @@ def test_credentials_in_url_refused_and_not_echoed(capsys: pytest.CaptureFixture
     line = one_line(err)
     assert "credentials in the URL are not accepted" in line
     assert SECRET not in line and "admin" not in line
+
+
+@pytest.mark.parametrize("target", [
+    f"admin:{SECRET}@{HOST}",  # no scheme: still credentials
+    f"rtsp://{HOST}/user=admin_password={SECRET}_channel=1_stream=0.sdp",  # XMEye style
+    f"rtsp://{HOST}/cam/realmonitor?channel=1&user=admin&password={SECRET}",
+])
+def test_credentials_anywhere_in_the_target_are_refused_and_not_echoed(
+        capsys: pytest.CaptureFixture[str], target: str) -> None:
+    code, out, err = run_cli(capsys, "camera", target)
+    assert code == 3 and out == ""
+    line = one_line(err)
+    assert "credentials in" in line and "not accepted" in line
+    assert SECRET not in line
+
+
+def test_an_uppercase_scheme_reaches_the_decoder_in_lower_case() -> None:
+    """FFmpeg knows only rtsp://: RTSP://cam/ch1 must not be reported as a broken camera."""
+    parser = argparse.ArgumentParser()
+    probe_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["probe", "camera", f"RTSP://{HOST}:554/Ch1"])
+    target, _ = probe_cli.resolve_target(args)
+    assert target.options["rtsp_url"] == f"rtsp://{HOST}:554/Ch1"
 
 
 def test_missing_password_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -272,6 +272,9 @@ def test_vietnamese_ap_verdict_sentences() -> None:
 
 
 def test_sizes_in_bytes_read_as_kilobytes() -> None:
+    assert format_value("clock_offset", -600.0) == "-10m"  # a camera behind ours
+    assert format_value("clock_offset", -600.0, "vi") == "-10p"
+    assert format_value("clock_offset", 3725.0) == "1h2m5s"
     assert format_value("keyframe_bytes", 487393) == "487 kB"
     assert format_value("keyframe_bytes", 812) == "812"
     assert fact_label("keyframe_bytes", "vi") == "cỡ khung hình chính (keyframe)"
