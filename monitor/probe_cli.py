@@ -322,6 +322,9 @@ _CREDENTIAL_OPTIONS = ("user", "password_file", "onvif_port", "community", "comm
 def _inventory(args: argparse.Namespace) -> tuple[Target, CameraProfile | ApProfile] | None:
     """The inventory device named by TARGET, None when TARGET should be taken as a host."""
     kind: str = args.probe_kind
+    host_name = "." in args.target or args.target == "localhost"
+    if host_name and args.config == DEFAULT_CONFIG and not args.config.exists():
+        return None  # a technician's laptop has no config: cam1.local is a host
     try:
         loaded = load_config(args.config)
     except ConfigError as e:
@@ -331,8 +334,8 @@ def _inventory(args: argparse.Namespace) -> tuple[Target, CameraProfile | ApProf
                          f"{args.config}'") from e
     device = loaded.device(args.target)
     if device is None:
-        if "." in args.target or args.target == "localhost":
-            return None  # a host name
+        if host_name:
+            return None
         wanted = loaded.config.cameras if kind == "camera" else loaded.config.aps
         close = difflib.get_close_matches(args.target, [d.id for d in wanted], n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""

@@ -118,6 +118,17 @@ def test_an_uppercase_scheme_reaches_the_decoder_in_lower_case() -> None:
     assert target.options["rtsp_url"] == f"rtsp://{HOST}:554/Ch1"
 
 
+def test_a_host_name_needs_no_config(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a laptop without config/camnet.yaml, a host name is probed as a host (it used to
+    be a "config error"); nothing answers on localhost's ONVIF port here: down, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "camera", "localhost", "--onvif-port", "9", "--skip",
+                             "ping", "--timeout", "3s")
+    assert code == 2, out + err
+    assert "config error" not in out + err and out.startswith("CRITICAL localhost")
+
+
 def test_missing_password_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     missing = tmp_path / "nope.txt"
     code, _, err = run_cli(capsys, "camera", HOST, "--user", "admin", "--password-file",
