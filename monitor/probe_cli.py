@@ -7,6 +7,7 @@ import asyncio
 import difflib
 import ipaddress
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -204,12 +205,30 @@ def _host(text: str) -> str:
     return host
 
 
+_HOST_PORT = re.compile(r"^\[(?P<v6>[^\]]+)\]:(?P<p6>\d+)$|^(?P<host>[^:\[\]]+):(?P<port>\d+)$")
+
+
+def _host_port(text: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]` or `[v6]:port` as (host, port or None)."""
+    m = _HOST_PORT.match(text.strip())
+    if m is None:
+        return _host(text), None
+    port = int(m.group("p6") or m.group("port"))
+    if not 0 < port < 65536:
+        raise ProbeError(f"{port} is not a port (1-65535)")
+    return _host(m.group("v6") or m.group("host")), port
+
+
 def looks_like_address(text: str) -> bool:
-    """True for URLs and IP addresses: they are never looked up in the inventory."""
+    """True for URLs and IP addresses (with or without a port): never inventory ids."""
     if "://" in text:
         return True
     try:
-        ipaddress.ip_address(text.strip("[]"))
+        host = _host_port(text)[0]
+    except ProbeError:
+        return False
+    try:
+        ipaddress.ip_address(host)
     except ValueError:
         return False
     return True
@@ -236,7 +255,8 @@ def _camera_address(args: argparse.Namespace) -> tuple[Target, CameraProfile]:
             raise ProbeError(f"unsupported scheme {scheme}:// for a camera "
                              "(use rtsp://, onvif:// or a host)")
     else:
-        host = _host(text)
+        host, port = _host_port(text)
+        onvif_port = args.onvif_port or port or DEFAULT_ONVIF_PORT
     if skip_onvif:
         profile = profile.model_copy(
             update={"onvif": profile.onvif.model_copy(update={"enabled": False})})
@@ -278,7 +298,8 @@ def _ap_address(args: argparse.Namespace) -> tuple[Target, ApProfile]:
         host, url_port = _split_url(text, f"; use --community-file or ${ENV_COMMUNITY}")
         snmp_port = args.port or url_port or DEFAULT_SNMP_PORT
     else:
-        host = _host(text)
+        host, port = _host_port(text)
+        snmp_port = args.port or port or DEFAULT_SNMP_PORT
     version: Literal["1", "2c", "3"] = args.snmp_version or ("3" if args.v3_user else "2c")
     if version == "3":
         if not args.v3_user:

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,13 +110,26 @@ def test_credentials_anywhere_in_the_target_are_refused_and_not_echoed(
     assert SECRET not in line
 
 
-def test_an_uppercase_scheme_reaches_the_decoder_in_lower_case() -> None:
-    """FFmpeg knows only rtsp://: RTSP://cam/ch1 must not be reported as a broken camera."""
+def _resolve(*argv: str) -> Any:
     parser = argparse.ArgumentParser()
     probe_cli.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["probe", "camera", f"RTSP://{HOST}:554/Ch1"])
-    target, _ = probe_cli.resolve_target(args)
+    return probe_cli.resolve_target(parser.parse_args(["probe", *argv]))[0]
+
+
+def test_an_uppercase_scheme_reaches_the_decoder_in_lower_case() -> None:
+    """FFmpeg knows only rtsp://: RTSP://cam/ch1 must not be reported as a broken camera."""
+    target = _resolve("camera", f"RTSP://{HOST}:554/Ch1")
     assert target.options["rtsp_url"] == f"rtsp://{HOST}:554/Ch1"
+
+
+def test_a_bare_host_may_carry_its_port() -> None:
+    """host:port and [v6]:port as technicians type them (the port used to stick to the host)."""
+    ap = _resolve("ap", "127.0.11.9:1161")
+    assert (ap.address, ap.options["snmp_port"]) == ("127.0.11.9", 1161)
+    cam = _resolve("camera", "[::1]:8081")
+    assert (cam.address, cam.options["onvif_port"]) == ("::1", 8081)
+    assert _resolve("camera", "[::1]").options["onvif_port"] == probe_cli.DEFAULT_ONVIF_PORT
+    assert _resolve("ap", "127.0.11.9:1161", "--port", "1162").options["snmp_port"] == 1162
 
 
 def test_a_host_name_needs_no_config(capsys: pytest.CaptureFixture[str], tmp_path: Path,
