@@ -340,10 +340,16 @@ def assess(grey: np.ndarray, settings: ImageSettings, state: dict[str, Any],
     for name, on in bad.items():
         if on is not None:
             streaks[name] = streaks.get(name, 0) + 1 if on else 0
-        report.problems[name] = streaks.get(name, 0) >= settings.consecutive
+    report.problems = held_problems(state, settings)
     report.bad = bad
     report.streaks = dict(streaks)
     return report
+
+
+def held_problems(state: dict[str, Any], settings: ImageSettings) -> dict[str, bool]:
+    """The picture problems as the camera's last checks left them (enough bad ones in a row)."""
+    streaks = state.get("streaks", {})
+    return {name: streaks.get(name, 0) >= settings.consecutive for name in IMAGE_PROBLEMS}
 
 
 def _moved(report: ImageReport, small: np.ndarray, keep: np.ndarray,

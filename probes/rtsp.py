@@ -517,8 +517,7 @@ def _stream_only(result: CheckResult, settings: RtspSettings,
     result.add("camnet_camera_last_frame_timestamp_seconds", state.get("last_frame_time"))
     if state.get("last_frame_jpeg"):
         result.artifacts["last_frame_jpeg"] = state["last_frame_jpeg"]
-    streaks = state.get("image", {}).get("streaks", {})
-    held = {p: streaks.get(p, 0) >= settings.image.consecutive for p in image.IMAGE_PROBLEMS}
+    held = image.held_problems(state.get("image", {}), settings.image)
     result.problems.update(held)
     bad = [p for p, on in held.items() if on]
     result.message = "stream ok; picture not checked this time" + (
