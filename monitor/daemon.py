@@ -188,7 +188,7 @@ async def serve(config_path: Path, listen: str | None = None,
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[tuple[bool, list[str]]]] = set()
     started = False
-    hup_during_start = bool(early_signals)
+    hup_during_start = False
 
     def on_hup() -> None:
         nonlocal hup_during_start
@@ -211,7 +211,7 @@ async def serve(config_path: Path, listen: str | None = None,
             await daemon.stop()
             return 1
         started = True
-        if hup_during_start and not daemon.stopping.is_set():
+        if (hup_during_start or early_signals) and not daemon.stopping.is_set():
             event(log, logging.INFO, "SIGHUP arrived while starting: reloading now")
             on_hup()
         await daemon.stopping.wait()
