@@ -21,6 +21,7 @@ from xml.etree import ElementTree as ET
 
 from monitor.config import DEFAULT_CONFIG, CameraConfig, ConfigError, LoadedConfig, load_config
 from monitor.probe_cli import OneLineParser, duration
+from monitor.report import json_error
 from probes.base import Status
 
 PROG = "camnet discover"
@@ -500,8 +501,14 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(render_text(rows, status, where, args.lang, compared))
         return int(status)
     except DiscoverError as e:
-        print(f"{PROG}: {e}", file=sys.stderr)
-        return int(Status.UNKNOWN)
+        return _fail(args, str(e))
     except OSError as e:
-        print(f"{PROG}: network error: {e.strerror or e}", file=sys.stderr)
-        return int(Status.UNKNOWN)
+        return _fail(args, f"network error: {e.strerror or e}")
+
+
+def _fail(args: argparse.Namespace, message: str) -> int:
+    """One line on stderr, and with --json one object on stdout too."""
+    print(f"{PROG}: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        sys.stdout.write(json_error(message))
+    return int(Status.UNKNOWN)

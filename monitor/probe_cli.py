@@ -29,7 +29,7 @@ from monitor.config import (
     SnmpAuth,
     load_config,
 )
-from monitor.report import LANGS, UI, render_debug, render_json, render_text
+from monitor.report import LANGS, UI, json_error, render_debug, render_json, render_text
 from probes import CHECKS_BY_KIND, rtsp
 from probes.base import Credentials, Status, Target, parse_duration, redact_url
 
@@ -411,7 +411,7 @@ def _save_frame(report: DeviceReport, path: Path) -> str | None:
     rtsp = report.results.get("rtsp")
     frame = rtsp.artifacts.get("frame_jpeg") if rtsp is not None else None
     if not isinstance(frame, bytes | bytearray) or not frame:
-        return "no frame was grabbed, nothing saved"
+        return UI["en"]["no_frame"]
     try:
         path.write_bytes(bytes(frame))
     except OSError as e:
@@ -490,12 +490,20 @@ def run(args: argparse.Namespace) -> int:
             if args.debug:
                 sys.stdout.write("\n" + render_debug(report))
         if frame_error is not None:
-            print(f"{PROG}: {frame_error}", file=sys.stderr)
+            shown = UI[args.lang]["no_frame"] if frame_error == UI["en"]["no_frame"] else frame_error
+            print(f"{PROG}: {shown}", file=sys.stderr)
         return code
     except ProbeError as e:
-        print(f"{PROG}: {redact(str(e), secrets)}", file=sys.stderr)
-        return UNKNOWN
+        return _fail(args, redact(str(e), secrets))
     except Exception as e:  # the plugin convention: an internal error is UNKNOWN
-        print(f"{PROG}: internal error: {type(e).__name__}: {redact(str(e), secrets)}",
-              file=sys.stderr)
-        return UNKNOWN
+        return _fail(args, f"internal error: {type(e).__name__}: {redact(str(e), secrets)}")
+
+
+def _fail(args: argparse.Namespace, message: str) -> int:
+    """Say why nothing was checked: one line on stderr, and with --json one object on stdout
+    (a `| jq` script gets a document whatever happened)."""
+    print(f"{PROG}: {message}", file=sys.stderr)
+    if getattr(args, "json", False):
+        sys.stdout.write(json_error(message))
+    return UNKNOWN
+

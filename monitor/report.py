@@ -43,6 +43,14 @@ WORDS_VI: dict[str, str] = {
     "fault": "thiết bị báo lỗi",
     "bad_reply": "trả lời không hợp lệ",
     "not checked yet": "chưa kiểm tra",
+    "no reply": "không trả lời",
+    "no frame": "không có khung hình",
+    "agent_error": "tác tử SNMP báo lỗi",
+    "error": "lỗi",
+    "no_such_object": "thiết bị không có mục này",
+    "oid_not_increasing": "tác tử SNMP trả OID không tăng dần",
+    "not_permitted": "không được phép",
+    "decoder_crashed": "bộ giải mã của camnet bị lỗi",
 }
 
 CHECK_NAMES: dict[str, dict[str, str]] = {
@@ -130,6 +138,8 @@ FACT_LABELS: dict[str, tuple[str, str]] = {
     "requests": ("SNMP requests", "số yêu cầu SNMP"),
     "retries": ("retries", "số lần gửi lại"),
     "varbinds": ("varbinds", "số varbind"),
+    "rebooted": ("rebooted", "đã khởi động lại"),
+    "last_frame_age": ("last frame age (s)", "tuổi khung hình cuối (giây)"),
 }
 # What the radio figures of the SNMP prober are measured in.
 _RADIO_UNITS = {"noise": " dBm", "frequency": " MHz", "utilisation": " %", "channel": ""}
@@ -527,3 +537,9 @@ def render_debug(report: DeviceReport) -> str:
     settings = yaml.safe_dump(settings_view(report), allow_unicode=True, sort_keys=False)
     lines += ["", "Settings used:", settings.rstrip("\n")]
     return "\n".join(lines) + "\n"
+
+
+def json_error(message: str) -> str:
+    """The --json document of a run that checked nothing (bad arguments, config, internal)."""
+    return json.dumps({"status": "UNKNOWN", "exit_code": int(Status.UNKNOWN), "error": message},
+                      ensure_ascii=False) + "\n"

@@ -238,6 +238,15 @@ def test_errors_one_line_exit_3(argv: list[str], expected: str,
     assert "secret-value" not in out.err
 
 
+def test_json_errors_are_a_json_document_too(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["discover", "--target", "127.0.15.31", "--site", "nowhere", "--json",
+                 "--config", str(REPO / "config/camnet.yaml")])
+    out = capsys.readouterr()
+    assert code == 3 and "unknown site(s) nowhere" in out.err
+    doc = json.loads(out.out)
+    assert (doc["status"], doc["exit_code"]) == ("UNKNOWN", 3) and "nowhere" in doc["error"]
+
+
 # ---------------------------------------------------------------- multicast in namespaces
 
 

@@ -143,6 +143,16 @@ def test_a_host_name_needs_no_config(capsys: pytest.CaptureFixture[str], tmp_pat
     assert "config error" not in out + err and out.startswith("CRITICAL localhost")
 
 
+def test_json_errors_are_a_json_document_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """A `| jq` script gets one object whatever happened; stderr keeps its one line."""
+    code, out, err = run_cli(capsys, "camera", "cam-daron-01", "--json", "--config",
+                             "/nonexistent/camnet.yaml")
+    assert code == 3 and "config error" in one_line(err)
+    doc = json.loads(out)
+    assert doc["status"] == "UNKNOWN" and doc["exit_code"] == 3
+    assert doc["error"].startswith("config error: /nonexistent/camnet.yaml")
+
+
 def test_missing_password_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     missing = tmp_path / "nope.txt"
     code, _, err = run_cli(capsys, "camera", HOST, "--user", "admin", "--password-file",

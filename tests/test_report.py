@@ -278,3 +278,13 @@ def test_sizes_in_bytes_read_as_kilobytes() -> None:
     assert format_value("keyframe_bytes", 487393) == "487 kB"
     assert format_value("keyframe_bytes", 812) == "812"
     assert fact_label("keyframe_bytes", "vi") == "cỡ khung hình chính (keyframe)"
+
+
+def test_the_reasons_probers_give_are_translated() -> None:
+    """--lang vi: the verdict's short reasons from the AP and camera verdicts are Vietnamese."""
+    from monitor.report import _word
+    for reason, vi in (("ping: no reply", "ping: không trả lời"), ("no frame", "không có khung hình"),
+                       ("snmp: agent_error", "SNMP: tác tử SNMP báo lỗi"),
+                       ("snmp: no_such_object", "SNMP: thiết bị không có mục này"),
+                       ("rtsp: decoder_crashed", "RTSP: bộ giải mã của camnet bị lỗi")):
+        assert _word(reason, "vi") == vi
