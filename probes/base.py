@@ -52,20 +52,23 @@ def strip_userinfo(url: str) -> str:
     return m.group("scheme") + url[m.end():] if m else url
 
 
+def _mask_params(url: str) -> str:
+    return _URL_SECRET_PARAM.sub(lambda m: f"{m.group(1)}={SECRET_MASK}", url)
+
+
 def redact_url(url: str) -> str:
     """`url` for people: no `user:password@`, credential-like parameters masked; never raises."""
-    return _URL_SECRET_PARAM.sub(lambda m: f"{m.group(1)}={SECRET_MASK}", strip_userinfo(url))
+    return _mask_params(strip_userinfo(url))
 
 
 def redact_urls(text: str) -> str:
     """Every URL in `text` as `redact_url` shows it, credentials masked (`<secret>@`)."""
     def one(m: re.Match[str]) -> str:
         url = m.group(0)
-        bare = strip_userinfo(url)
-        if bare != url:
-            scheme = url.split("://", 1)[0]
-            bare = f"{scheme}://{SECRET_MASK}@{bare.split('://', 1)[1]}"
-        return _URL_SECRET_PARAM.sub(lambda p: f"{p.group(1)}={SECRET_MASK}", bare)
+        userinfo = _URL_USERINFO.match(url)
+        if userinfo:
+            url = f"{userinfo.group('scheme')}{SECRET_MASK}@{url[userinfo.end():]}"
+        return _mask_params(url)
     return _URL.sub(one, text)
 
 
