@@ -20,17 +20,25 @@ import os
 import signal
 import sys
 import time
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import av
 import av.error
 import cv2
 import numpy as np
+from av.video.codeccontext import VideoCodecContext
+
+from probes import rtsp_client
 
 # Bytes of video to read while waiting for the first keyframe before giving up (a camera that
 # sends only P-frames, or garbage that parses as video, must not keep the worker forever).
 MAX_PACKETS = 600
 JPEG_QUALITY = 80
+# Enough of a keyframe unit for the parser to read its parameter sets and first slice header.
+PARSE_BYTES = 4096
+# Streams probes.rtsp_client does not handle (MJPEG, UDP-only servers), remembered per worker.
+MAX_DEMUX_ONLY = 1024
+_demux_only: set[str] = set()
 PR_SET_PDEATHSIG = 1
 
 
@@ -128,10 +136,61 @@ def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
 
     With `decode: false` the keyframe is only waited for, not decoded: the check of a main
     stream whose picture is judged on a smaller profile (its codec, size and rate come from
-    the SDP, its keyframe's arrival shows the encoder runs).
+    its parameter sets, its keyframe's arrival shows the encoder runs).
+    H.264/H.265 over RTSP/TCP go through probes.rtsp_client; anything else it does not handle
+    through FFmpeg's demuxer.
     """
     started = time.monotonic()
     timeout = float(request.get("timeout", 10.0))
+    url = request["url"]
+    if request.get("transport", "tcp") == "tcp" and url not in _demux_only:
+        try:
+            key = rtsp_client.fetch_keyframe(url, started + timeout, MAX_PACKETS)
+        except rtsp_client.Unsupported:
+            # Asked once: the next grabs of this stream go straight to FFmpeg (one DESCRIBE).
+            if len(_demux_only) >= MAX_DEMUX_ONLY:
+                _demux_only.clear()
+            _demux_only.add(url)
+        except rtsp_client.RtspError as exc:
+            return {"ok": False, "reason": exc.reason, "message": str(exc)}, b"", b""
+        except Exception as exc:  # a reply this client chokes on is a bad reply, said so
+            return {"ok": False, "reason": "bad_reply", "message": describe(exc)}, b"", b""
+        else:
+            return _grab_unit(request, key, started)
+    return _grab_demuxed(request, started, timeout)
+
+
+def _grab_unit(request: dict[str, Any], key: rtsp_client.Keyframe,
+               started: float) -> tuple[dict[str, Any], bytes, bytes]:
+    """Decode (or, with `decode: false`, only parse) a keyframe unit from the lean client."""
+    header: dict[str, Any] = {"ok": False}
+    ctx = cast(VideoCodecContext, av.CodecContext.create(key.codec, "r"))
+    ctx.thread_count = 1  # one frame: threads only cost start-up time
+    try:
+        if not request.get("decode", True):
+            # The parser reads the parameter sets and the first slice header: size, rate,
+            # profile, without decoding a pixel.
+            ctx.parse(key.data[:PARSE_BYTES])
+            ctx.parse(None)
+            frame = None
+        else:
+            frames = ctx.decode(av.Packet(key.data)) or ctx.decode(None)
+            if not frames:
+                header.update(reason="bad_reply", message="the keyframe did not decode")
+                return header, b"", b""
+            frame = frames[0]
+    except Exception as exc:
+        header.update(reason="bad_reply", message=describe(exc))
+        return header, b"", b""
+    header["ttff_seconds"] = time.monotonic() - started
+    rate = ctx.framerate or key.fps
+    return _answer(request, header, frame, ctx, float(rate) if rate else None,
+                   key.units, key.keyframe_bytes)
+
+
+def _grab_demuxed(request: dict[str, Any], started: float,
+                  timeout: float) -> tuple[dict[str, Any], bytes, bytes]:
+    """The same through FFmpeg's demuxer: other codecs and transports."""
     decode = bool(request.get("decode", True))
     header: dict[str, Any] = {"ok": False}
     try:
@@ -172,38 +231,36 @@ def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
             return header, b"", b""
         header["ttff_seconds"] = time.monotonic() - started
         rate = stream.average_rate or stream.guessed_rate or ctx.framerate
-        if frame is None:  # decode: false, a keyframe arrived
-            header.update(ok=True, codec=ctx.name, profile=ctx.profile, width=ctx.width,
-                          height=ctx.height, fps=float(rate) if rate else None,
-                          grey_shape=[0, 0], packets=packets, keyframe_bytes=keyframe_bytes)
-            return header, b"", b""
-        luma = _luma(frame)
-        width = int(request.get("width", 640))
-        out_h = max(1, round(frame.height * width / frame.width))
-        grey = cv2.resize(luma, (width, out_h), interpolation=cv2.INTER_AREA)
-        jpeg = b""
-        if request.get("jpeg", True):
-            small = frame.reformat(width=width, height=out_h, format="bgr24").to_ndarray()
-            ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-            jpeg = buf.tobytes() if ok else b""
-        header.update(
-            ok=True,
-            codec=ctx.name,
-            profile=ctx.profile,
-            width=frame.width,
-            height=frame.height,
-            fps=float(rate) if rate else None,
-            pixel_format=frame.format.name,
-            grey_shape=list(grey.shape),
-            packets=packets,
-            keyframe_bytes=keyframe_bytes,
-        )
-        return header, np.ascontiguousarray(grey).tobytes(), jpeg
+        return _answer(request, header, frame, ctx, float(rate) if rate else None, packets,
+                       keyframe_bytes)
     except Exception as exc:
         header.update(reason=_reason(exc, started, timeout), message=describe(exc), stage="read")
         return header, b"", b""
     finally:
         container.close()
+
+
+def _answer(request: dict[str, Any], header: dict[str, Any], frame: av.VideoFrame | None,
+            ctx: Any, fps: float | None, packets: int,
+            keyframe_bytes: int) -> tuple[dict[str, Any], bytes, bytes]:
+    """The reply for a keyframe: its facts, and, when decoded, the grey frame and a JPEG."""
+    header.update(ok=True, codec=ctx.name, profile=ctx.profile, fps=fps, packets=packets,
+                  keyframe_bytes=keyframe_bytes)
+    if frame is None:  # decode: false, a keyframe arrived
+        header.update(width=ctx.width, height=ctx.height, grey_shape=[0, 0])
+        return header, b"", b""
+    luma = _luma(frame)
+    width = int(request.get("width", 640))
+    out_h = max(1, round(frame.height * width / frame.width))
+    grey = cv2.resize(luma, (width, out_h), interpolation=cv2.INTER_AREA)
+    jpeg = b""
+    if request.get("jpeg", True):
+        small = frame.reformat(width=width, height=out_h, format="bgr24").to_ndarray()
+        ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        jpeg = buf.tobytes() if ok else b""
+    header.update(width=frame.width, height=frame.height, pixel_format=frame.format.name,
+                  grey_shape=list(grey.shape))
+    return header, np.ascontiguousarray(grey).tobytes(), jpeg
 
 
 def _rss_bytes() -> int:

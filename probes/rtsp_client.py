@@ -1,0 +1,523 @@
+"""A lean RTSP/TCP client that fetches one H.264/H.265 keyframe access unit, for the grab worker.
+
+FFmpeg's RTSP demuxer costs ≈ 3 ms of CPU per grab before the first byte of video is decoded
+(avformat_find_stream_info's parser set-up, its 1 MiB buffers) and, on a 1080p main stream
+that is only waited for, ≈ 15 ms to demux the keyframe (bench/camera.py). A camera check needs
+none of that: DESCRIBE, SETUP one video track interleaved on the TCP connection, PLAY, unpack
+RTP (RFC 6184 for H.264, RFC 7798 for H.265) until a keyframe's access unit is complete, hang
+up. The worker decodes that unit with a bare codec context.
+
+Blocking sockets on purpose: this runs in the grab worker, whose parent enforces the deadline
+by killing it; here every socket call also has the time that is left as its own timeout.
+Anything this client does not handle (other codecs, a server that refuses TCP interleaving,
+redirects) raises `Unsupported`, and the worker falls back to FFmpeg's demuxer.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+DEFAULT_PORT = 554
+MAX_HEADER_BYTES = 64 * 1024  # an RTSP reply's header block
+MAX_BODY_BYTES = 1024 * 1024  # an SDP
+MAX_UNIT_BYTES = 16 * 1024 * 1024  # one access unit (a 4K keyframe is 1-3 MB)
+RECV_BYTES = 256 * 1024  # large reads: fewer wake-ups, which this kind of VM bills as CPU
+USER_AGENT = "camnet"
+# Codec names as FFmpeg spells them, from the SDP's rtpmap encoding name.
+CODECS = {"H264": "h264", "H265": "hevc", "HEVC": "hevc"}
+# A request from the server on our connection (GET_PARAMETER, OPTIONS keep-alives, ANNOUNCE).
+REQUEST_START = re.compile(rb"[A-Z_]{3,20} ")
+REQUEST_LINE = re.compile(rb"[A-Z_]{3,20} \S+ RTSP/\d\.\d\r\n")
+
+
+class RtspError(Exception):
+    """A failed fetch; `reason` is in the RTSP check's vocabulary (probes.rtsp.REASON_PROBLEM)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Unsupported(Exception):
+    """Something this client does not do; FFmpeg's demuxer may."""
+
+
+@dataclass(slots=True)
+class Keyframe:
+    """The first complete keyframe access unit of the stream, Annex B, parameter sets first."""
+
+    codec: str  # FFmpeg's name: h264 or hevc
+    data: bytes
+    keyframe_bytes: int  # the unit as the camera sent it (without parameter sets added from SDP)
+    units: int  # access units received, the keyframe's included
+    fps: float | None  # the SDP's a=framerate, when it has one
+
+
+@dataclass(slots=True)
+class _Track:
+    codec: str
+    control: str
+    payload_type: int
+    play: str  # the URL PLAY goes to: the session's control, else the base
+    params: list[bytes] = field(default_factory=list)
+    fps: float | None = None
+
+
+def _status_reason(code: int) -> str:
+    if code in (401, 403):
+        return "auth_failed"
+    return "no_stream"
+
+
+class _Connection:
+    """One RTSP session on one TCP connection, all of it under one deadline."""
+
+    def __init__(self, url: str, deadline: float) -> None:
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "rtsp" or not parts.hostname:
+            raise Unsupported(f"scheme {parts.scheme!r}")
+        self.deadline = deadline
+        self.username = unquote(parts.username or "")
+        self.password = unquote(parts.password or "")
+        host = parts.hostname
+        port = parts.port or DEFAULT_PORT
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.url = urlunsplit(("rtsp", netloc, parts.path or "/", parts.query, ""))
+        self.buf = bytearray()
+        self.cseq = 0
+        self.session = ""
+        self.play_url = self.url
+        self.challenge: dict[str, str] | None = None
+        self.basic = False
+        try:
+            self.sock = socket.create_connection((host, port), timeout=self._left())
+        except TimeoutError:
+            raise RtspError("timeout", "no answer to the TCP connection") from None
+        except ConnectionRefusedError:
+            raise RtspError("unreachable", "connection refused") from None
+        except OSError as exc:
+            raise RtspError("unreachable", f"{type(exc).__name__}: {exc.strerror}") from None
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise RtspError("timeout", "the time limit passed")
+        return left
+
+    def _fill(self) -> None:
+        self.sock.settimeout(self._left())
+        try:
+            data = self.sock.recv(RECV_BYTES)
+        except TimeoutError:
+            raise RtspError("timeout", "the camera stopped sending") from None
+        except OSError as exc:
+            raise RtspError("no_stream", f"{type(exc).__name__}: {exc.strerror}") from None
+        if not data:
+            raise RtspError("no_stream", "the camera closed the connection")
+        self.buf += data
+
+    def close(self) -> None:
+        """Hang up, saying TEARDOWN first when a session exists (cameras have few sessions)."""
+        try:
+            if self.session:
+                self.cseq += 1
+                self.sock.settimeout(0.05)
+                self.sock.sendall(self._request("TEARDOWN", self.play_url, ()))
+        except OSError:
+            pass
+        finally:
+            self.sock.close()
+
+    def _authorization(self, method: str, uri: str) -> str | None:
+        if self.basic:
+            token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+            return f"Basic {token}"
+        c = self.challenge
+        if c is None:
+            return None
+        algorithm = c.get("algorithm", "MD5")
+        if algorithm.upper() not in ("MD5", "MD5-SESS"):
+            raise Unsupported(f"digest algorithm {algorithm}")
+
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+        realm, nonce = c.get("realm", ""), c.get("nonce", "")
+        ha1 = md5(f"{self.username}:{realm}:{self.password}")
+        cnonce = os.urandom(8).hex()
+        if algorithm.upper() == "MD5-SESS":
+            ha1 = md5(f"{ha1}:{nonce}:{cnonce}")
+        ha2 = md5(f"{method}:{uri}")
+        fields = [f'username="{self.username}"', f'realm="{realm}"', f'nonce="{nonce}"',
+                  f'uri="{uri}"']
+        if "auth" in [q.strip() for q in c.get("qop", "").split(",")]:
+            nc = f"{self.cseq:08x}"
+            response = md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")
+            fields += [f'response="{response}"', "qop=auth", f"nc={nc}", f'cnonce="{cnonce}"']
+        else:
+            fields.append(f'response="{md5(f"{ha1}:{nonce}:{ha2}")}"')
+        if "opaque" in c:
+            fields.append(f'opaque="{c["opaque"]}"')
+        if "algorithm" in c:
+            fields.append(f"algorithm={algorithm}")
+        return "Digest " + ", ".join(fields)
+
+    def _request(self, method: str, uri: str, headers: tuple[str, ...]) -> bytes:
+        lines = [f"{method} {uri} RTSP/1.0", f"CSeq: {self.cseq}", f"User-Agent: {USER_AGENT}"]
+        auth = self._authorization(method, uri)
+        if auth:
+            lines.append(f"Authorization: {auth}")
+        if self.session:
+            lines.append(f"Session: {self.session}")
+        lines.extend(headers)
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    def _read_reply(self) -> tuple[int, dict[str, list[str]], bytes]:
+        while True:
+            # Interleaved media may precede the reply (a server that starts sending at PLAY).
+            while self.buf[:1] == b"$":
+                while len(self.buf) < 4:
+                    self._fill()
+                size = 4 + struct.unpack_from(">H", self.buf, 2)[0]
+                while len(self.buf) < size:
+                    self._fill()
+                del self.buf[:size]
+            if REQUEST_LINE.match(self.buf):
+                self._read_reply_or_request()  # the server's own request: not our answer
+                continue
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buf) > MAX_HEADER_BYTES or (
+                        len(self.buf) >= 5 and not self.buf.startswith(b"RTSP/")
+                        and self.buf[:1] != b"$" and not REQUEST_START.match(self.buf)):
+                    raise RtspError("bad_reply", "the camera's answer is not RTSP")
+                self._fill()
+                continue
+            head = bytes(self.buf[:end]).decode("latin-1")
+            status, *lines = head.split("\r\n")
+            match = re.match(r"RTSP/\d\.\d (\d{3})", status)
+            if not match:
+                raise RtspError("bad_reply", "the camera's answer is not RTSP")
+            headers: dict[str, list[str]] = {}
+            for line in lines:
+                name, sep, value = line.partition(":")
+                if sep:
+                    headers.setdefault(name.strip().lower(), []).append(value.strip())
+            try:
+                length = int(headers.get("content-length", ["0"])[0])
+            except ValueError:
+                raise RtspError("bad_reply", "a Content-Length that is not a number") from None
+            if not 0 <= length <= MAX_BODY_BYTES:
+                raise RtspError("bad_reply", f"a {length}-byte answer")
+            while len(self.buf) < end + 4 + length:
+                self._fill()
+            body = bytes(self.buf[end + 4:end + 4 + length])
+            del self.buf[:end + 4 + length]
+            return int(match.group(1)), headers, body
+
+    def call(self, method: str, uri: str,
+             *headers: str) -> tuple[dict[str, list[str]], bytes]:
+        """Send one request, answer the authentication challenge, return the 200's reply."""
+        answered = False
+        for _ in range(3):
+            self.cseq += 1
+            self.sock.settimeout(self._left())
+            try:
+                self.sock.sendall(self._request(method, uri, headers))
+            except TimeoutError:
+                raise RtspError("timeout", "the camera does not take our request") from None
+            except OSError as exc:
+                raise RtspError("no_stream", f"{type(exc).__name__}: {exc.strerror}") from None
+            code, reply, body = self._read_reply()
+            if code == 401 and self.username:
+                offers = reply.get("www-authenticate", [])
+                # Answered already: only a digest nonce that went stale earns another try.
+                if answered and not any(re.search(r"(?i)stale\s*=\s*\"?true", o) for o in offers):
+                    break
+                if not self._take_challenge(offers):
+                    break
+                answered = True
+                continue
+            if code in (301, 302, 303, 305, 307):
+                raise Unsupported(f"redirect {code}")
+            if code == 461:
+                raise Unsupported("the camera refuses RTP over the RTSP connection")
+            if code != 200:
+                raise RtspError(_status_reason(code), f"{method}: the camera answered {code}")
+            return reply, body
+        raise RtspError("auth_failed", f"{method}: the camera answered 401")
+
+    def _take_challenge(self, offers: list[str]) -> bool:
+        digest = [o for o in offers if o.lower().startswith("digest")]
+        if digest:
+            self.challenge = {k.lower(): v1 or v2 for k, v1, v2 in
+                              re.findall(r'(\w+)\s*=\s*(?:"([^"]*)"|([^\s,]+))', digest[0][6:])}
+            return True
+        if any(o.lower().startswith("basic") for o in offers):
+            self.basic = True
+            return True
+        return False
+
+    def read_interleaved(self) -> tuple[int, memoryview]:
+        """The next interleaved packet: (channel, payload); RTSP messages in between skipped."""
+        while True:
+            while len(self.buf) < 4:
+                self._fill()
+            if self.buf[0] != 0x24:  # '$'
+                if self.buf.startswith(b"RTSP/") or REQUEST_START.match(self.buf):
+                    self._read_reply_or_request()
+                    continue
+                raise RtspError("bad_reply", "the camera sent something that is not RTP")
+            channel = self.buf[1]
+            size = struct.unpack_from(">H", self.buf, 2)[0]
+            while len(self.buf) < 4 + size:
+                self._fill()
+            payload = memoryview(bytes(self.buf[4:4 + size]))
+            del self.buf[:4 + size]
+            return channel, payload
+
+    def _read_reply_or_request(self) -> None:
+        # A server's own request (GET_PARAMETER keep-alive) or a late reply: skip it whole.
+        while (end := self.buf.find(b"\r\n\r\n")) < 0:
+            if len(self.buf) > MAX_HEADER_BYTES:
+                raise RtspError("bad_reply", "an RTSP message without an end")
+            self._fill()
+        head = bytes(self.buf[:end]).decode("latin-1").lower()
+        match = re.search(r"content-length:\s*(\d+)", head)
+        length = int(match.group(1)) if match else 0
+        if length > MAX_BODY_BYTES:
+            raise RtspError("bad_reply", f"a {length}-byte message")
+        while len(self.buf) < end + 4 + length:
+            self._fill()
+        del self.buf[:end + 4 + length]
+
+
+def _resolve(control: str, base: str) -> str:
+    """An SDP control attribute as a URL, joined to the base as FFmpeg and cameras do it."""
+    if control == "*":
+        return base
+    if re.match(r"(?i)rtsp://", control):
+        return control
+    return base + control if base.endswith("/") else f"{base}/{control}"
+
+
+def parse_sdp(sdp: str, base: str) -> _Track:
+    """The first video track of an SDP: codec, control URL, payload type, parameter sets."""
+    session, *media = re.split(r"\nm=", "\n" + sdp.replace("\r\n", "\n"))
+    aggregate = re.search(r"^a=control:\s*(\S+)", session, re.M)
+    play = _resolve(aggregate.group(1), base) if aggregate else base
+    for block in media:
+        if not block.startswith("video"):
+            continue
+        fields = block.split("\n", 1)[0].split()
+        if len(fields) < 4 or not fields[3].isdigit():
+            raise RtspError("bad_reply", "an SDP video line without a payload type")
+        pt = int(fields[3])
+        rtpmap = re.search(rf"^a=rtpmap:{pt}\s+([\w.-]+)/", block, re.M)
+        name = rtpmap.group(1).upper() if rtpmap else ""
+        if name not in CODECS:
+            raise Unsupported(f"codec {name or 'payload type ' + str(pt)}")
+        control = re.search(r"^a=control:\s*(\S+)", block, re.M)
+        url = _resolve(control.group(1) if control else "*", base)
+        track = _Track(CODECS[name], url, pt, play)
+        fmtp = re.search(rf"^a=fmtp:{pt}\s+(.*)$", block, re.M)
+        if fmtp:
+            opts = dict(kv.strip().partition("=")[::2] for kv in fmtp.group(1).split(";"))
+            names = (("sprop-parameter-sets",) if track.codec == "h264"
+                     else ("sprop-vps", "sprop-sps", "sprop-pps"))
+            if track.codec == "hevc" and opts.get("sprop-max-don-diff", "0").strip() != "0":
+                raise Unsupported("H.265 with decoding order numbers")
+            for key in names:
+                for item in opts.get(key, "").split(","):
+                    if item.strip():
+                        try:
+                            param = base64.b64decode(item.strip() + "==")
+                        except ValueError:
+                            continue
+                        if param:
+                            track.params.append(param)
+        rate = re.search(r"^a=framerate:\s*(\d+(?:\.\d+)?)\s*$", block, re.M)
+        if rate:
+            track.fps = float(rate.group(1)) or None
+        return track
+    raise RtspError("no_stream", "no video track in the camera's SDP")
+
+
+def _nal_kind(codec: str, nal: bytes | memoryview) -> str:
+    """'key' for a keyframe slice, 'param' for a parameter set, '' otherwise."""
+    if codec == "h264":
+        kind = nal[0] & 0x1F
+        return "key" if kind == 5 else "param" if kind in (7, 8) else ""
+    kind = (nal[0] >> 1) & 0x3F
+    return "key" if 16 <= kind <= 21 else "param" if kind in (32, 33, 34) else ""
+
+
+class _Depacketizer:
+    """RTP payloads → NAL units (single, STAP-A/AP aggregates, FU-A/FU fragments)."""
+
+    def __init__(self, codec: str) -> None:
+        self.codec = codec
+        self.fragment: bytearray | None = None
+
+    def push(self, payload: memoryview, out: list[bytes]) -> None:
+        if len(payload) < 2:
+            return
+        if self.codec == "h264":
+            kind = payload[0] & 0x1F
+            if kind == 28:  # FU-A
+                fu = payload[1]
+                if fu & 0x80:
+                    self.fragment = bytearray([(payload[0] & 0xE0) | (fu & 0x1F)])
+                if self.fragment is not None:
+                    self.fragment += payload[2:]
+                    if fu & 0x40:
+                        out.append(bytes(self.fragment))
+                        self.fragment = None
+            elif kind == 24:  # STAP-A
+                self._aggregate(payload, 1, out)
+            elif 1 <= kind <= 23:
+                out.append(bytes(payload))
+            return
+        kind = (payload[0] >> 1) & 0x3F
+        if kind == 49:  # FU
+            if len(payload) < 3:
+                return
+            fu = payload[2]
+            if fu & 0x80:
+                self.fragment = bytearray([(payload[0] & 0x81) | ((fu & 0x3F) << 1), payload[1]])
+            if self.fragment is not None:
+                self.fragment += payload[3:]
+                if fu & 0x40:
+                    out.append(bytes(self.fragment))
+                    self.fragment = None
+        elif kind == 48:  # AP
+            self._aggregate(payload, 2, out)
+        elif kind < 48:
+            out.append(bytes(payload))
+
+    @staticmethod
+    def _aggregate(payload: memoryview, offset: int, out: list[bytes]) -> None:
+        while offset + 2 <= len(payload):
+            size = struct.unpack_from(">H", payload, offset)[0]
+            offset += 2
+            if size == 0 or offset + size > len(payload):
+                return
+            out.append(bytes(payload[offset:offset + size]))
+            offset += size
+
+
+def _rtp_payload(packet: memoryview) -> tuple[int, int, bool, memoryview] | None:
+    """(payload type, timestamp, marker, payload) of an RTP packet, None if it is not one."""
+    if len(packet) < 12 or packet[0] >> 6 != 2:
+        return None
+    offset = 12 + 4 * (packet[0] & 0x0F)
+    if packet[0] & 0x10:  # header extension
+        if len(packet) < offset + 4:
+            return None
+        offset += 4 + 4 * struct.unpack_from(">H", packet, offset + 2)[0]
+    end = len(packet)
+    if packet[0] & 0x20:  # padding
+        end -= packet[-1]
+    if offset > end:
+        return None
+    return packet[1] & 0x7F, struct.unpack_from(">I", packet, 4)[0], bool(packet[1] & 0x80), \
+        packet[offset:end]
+
+
+def _annex_b(nals: list[bytes]) -> bytes:
+    return b"".join(b"\x00\x00\x00\x01" + n for n in nals)
+
+
+def fetch_keyframe(url: str, deadline: float, max_units: int) -> Keyframe:
+    """Open `url` (credentials in it are used, never shown), return its first keyframe unit."""
+    conn = _Connection(url, deadline)
+    try:
+        reply, body = conn.call("DESCRIBE", conn.url, "Accept: application/sdp")
+        base = (reply.get("content-base") or reply.get("content-location") or [conn.url])[0]
+        track = parse_sdp(body.decode("utf-8", "replace"), base)
+        reply, _ = conn.call("SETUP", track.control,
+                             "Transport: RTP/AVP/TCP;unicast;interleaved=0-1")
+        transport = (reply.get("transport") or [""])[0]
+        if "interleaved" not in transport.lower():
+            raise Unsupported("the camera did not agree to RTP over the RTSP connection")
+        match = re.search(r"interleaved=(\d+)", transport)
+        channel = int(match.group(1)) if match else 0
+        conn.session = (reply.get("session") or [""])[0].split(";")[0].strip()
+        conn.play_url = track.play
+        conn.call("PLAY", track.play, "Range: npt=0.000-")
+        return _receive(conn, track, channel, max_units)
+    finally:
+        conn.close()
+
+
+def _receive(conn: _Connection, track: _Track, channel: int, max_units: int) -> Keyframe:
+    depack = _Depacketizer(track.codec)
+    params: dict[int, bytes] = {}  # the latest in-band parameter set of each kind
+    unit: list[bytes] = []
+    unit_bytes = 0
+    stamp: int | None = None
+    units = 0
+    while True:
+        ch, packet = conn.read_interleaved()
+        if ch != channel:
+            continue  # RTCP
+        rtp = _rtp_payload(packet)
+        if rtp is None or rtp[0] != track.payload_type:
+            continue
+        _, ts, marker, payload = rtp
+        if stamp is not None and ts != stamp and unit:
+            done = _finish(track, unit, params, units + 1)
+            if done:
+                return done
+            units, unit, unit_bytes = units + 1, [], 0
+            depack.fragment = None
+        stamp = ts
+        before = len(unit)
+        depack.push(payload, unit)
+        unit_bytes += sum(len(n) for n in unit[before:])
+        pending = len(depack.fragment) if depack.fragment is not None else 0
+        if unit_bytes + pending > MAX_UNIT_BYTES:  # a frame, or a fragment, that never ends
+            raise RtspError("bad_reply", "a video frame of over 16 MB")
+        if marker and unit:
+            done = _finish(track, unit, params, units + 1)
+            if done:
+                return done
+            units, unit, unit_bytes, stamp = units + 1, [], 0, None
+        if units >= max_units:
+            raise RtspError("timeout", f"no keyframe after {units} frames")
+
+
+def _finish(track: _Track, unit: list[bytes], params: dict[int, bytes],
+            units: int) -> Keyframe | None:
+    """The keyframe if `unit` is one; otherwise remember its parameter sets."""
+    kinds = [_nal_kind(track.codec, n) for n in unit]
+    if "key" not in kinds:
+        for nal, kind in zip(unit, kinds, strict=True):
+            if kind == "param":
+                params[_param_id(track.codec, nal)] = nal
+        return None
+    sent = _annex_b(unit)
+    have = {_param_id(track.codec, n) for n, k in zip(unit, kinds, strict=True) if k == "param"}
+    # Parameter sets the unit lacks: the latest sent in-band, else the SDP's.
+    missing: list[bytes] = []
+    for pid in sorted({_param_id(track.codec, p) for p in track.params} | set(params)):
+        if pid in have:
+            continue
+        if pid in params:
+            missing.append(params[pid])
+        else:
+            missing.extend(p for p in track.params if _param_id(track.codec, p) == pid)
+    return Keyframe(track.codec, _annex_b(missing) + sent, len(sent), units, track.fps)
+
+
+def _param_id(codec: str, nal: bytes) -> int:
+    return nal[0] & 0x1F if codec == "h264" else (nal[0] >> 1) & 0x3F

@@ -1,0 +1,353 @@
+"""probes.rtsp_client, the grab worker's own RTSP/TCP client, against real and hostile servers.
+
+Real peer: a GStreamer RTSP server (tests/gst_codec_server.py) with what the lab cameras lack:
+H.265 (RFC 7798), Motion JPEG (which the client leaves to FFmpeg's demuxer) and Basic
+authentication. Hostile peers: small asyncio servers on 127.0.12.62-65 that speak just enough
+RTSP to get to PLAY, then send what a broken or malicious camera might.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from probes import rtsp, rtsp_client
+from tests.test_rtsp import tcp_server
+
+ROOT = Path(__file__).resolve().parent.parent
+CODEC_HOST, CODEC_PORT = "127.0.12.60", 8554  # and CODEC_PORT + 1 for Basic authentication
+USER, PASSWORD = "tech", "basic-pw-Zq7"
+HOSTILE = "127.0.12.62"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.fixture(scope="module")
+def codec_server() -> Iterator[str]:
+    """The GStreamer server with H.265, MJPEG and Basic auth; its address:port."""
+    if not Path(SYSTEM_PYTHON).exists() or shutil.which("gst-inspect-1.0") is None:
+        pytest.fail("GStreamer's RTSP server is needed (make test installs it)")
+    proc = subprocess.Popen(
+        [SYSTEM_PYTHON, str(ROOT / "tests" / "gst_codec_server.py"), CODEC_HOST,
+         str(CODEC_PORT), USER, PASSWORD],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == b"ready", proc.stderr.read() if proc.stderr else line
+        yield f"{CODEC_HOST}:{CODEC_PORT}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def ffprobe(url: str) -> dict[str, Any]:
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-timeout", "10000000",
+         "-select_streams", "v:0", "-show_entries", "stream=codec_name,width,height",
+         "-of", "json", url], capture_output=True, text=True, timeout=30, check=True)
+    stream: dict[str, Any] = json.loads(out.stdout)["streams"][0]
+    return stream
+
+
+async def grab(url: str, decode: bool = True, budget: float = 8.0) -> rtsp.Grab:
+    loop = asyncio.get_running_loop()
+    return await rtsp.get_pool().grab(url, loop.time() + budget, decode=decode)
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[Any]:
+    yield rtsp.get_pool()
+    await rtsp.shutdown()
+
+
+async def test_h265_is_read_by_the_lean_client_and_agrees_with_ffprobe(
+        codec_server: str, pool: Any) -> None:
+    url = f"rtsp://{codec_server}/h265"
+    key = await asyncio.to_thread(rtsp_client.fetch_keyframe, url, time.monotonic() + 8, 600)
+    assert key.codec == "hevc"
+    kinds = [(n >> 1) & 0x3F for n in _nal_headers(key.data)]
+    assert kinds[:3] == [32, 33, 34] and any(16 <= k <= 21 for k in kinds), kinds
+    probe = ffprobe(url)
+    decoded = await grab(url)
+    waited = await grab(url, decode=False)
+    for g in (decoded, waited):
+        h = g.header
+        assert (h["codec"], h["width"], h["height"]) == (
+            probe["codec_name"], probe["width"], probe["height"]) == ("hevc", 320, 240)
+        assert h["profile"] == "Main" and h["fps"] == 10.0 and h["keyframe_bytes"] > 0
+    assert decoded.grey.shape == (480, 640) and decoded.grey.std() > 10  # a picture, not grey
+
+
+async def test_a_codec_it_does_not_handle_goes_to_ffmpeg(codec_server: str, pool: Any) -> None:
+    url = f"rtsp://{codec_server}/mjpeg"
+    with pytest.raises(rtsp_client.Unsupported):
+        await asyncio.to_thread(rtsp_client.fetch_keyframe, url, time.monotonic() + 8, 600)
+    probe = ffprobe(url)
+    g = await grab(url)
+    assert (g.header["codec"], g.header["width"], g.header["height"]) == (
+        probe["codec_name"], probe["width"], probe["height"]) == ("mjpeg", 320, 240)
+    assert g.grey.std() > 10
+
+
+async def test_basic_authentication(codec_server: str, pool: Any) -> None:
+    host, port = codec_server.split(":")
+    good = await grab(f"rtsp://{USER}:{PASSWORD}@{host}:{int(port) + 1}/basic")
+    assert good.header["codec"] == "h264" and good.header["width"] == 320
+    for url in (f"rtsp://{USER}:wrong-{PASSWORD}@{host}:{int(port) + 1}/basic",
+                f"rtsp://{host}:{int(port) + 1}/basic"):
+        with pytest.raises(rtsp.GrabError) as err:
+            await grab(url)
+        assert err.value.reason == "auth_failed"
+        assert PASSWORD not in str(err.value)
+
+
+def _nal_headers(annex_b: bytes) -> list[int]:
+    return [annex_b[m.end()] for m in re.finditer(b"\x00\x00\x00\x01", annex_b)]
+
+
+# --- hostile servers: what the client must survive ---------------------------------------------
+
+def h264_keyframe() -> list[bytes]:
+    """The NAL units (SPS, PPS, IDR...) of one real 160x120 H.264 keyframe, made by ffmpeg."""
+    out = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=1",
+         "-frames:v", "1", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-bsf:v", "h264_metadata=aud=remove",
+         "-x264-params", "keyint=1", "-f", "h264", "-"],
+        capture_output=True, timeout=30, check=True).stdout
+    nals = [n for n in re.split(b"\x00\x00\x00\x01|\x00\x00\x01", out) if n]
+    return [n.rstrip(b"\x00") for n in nals]
+
+
+SDP = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\n"
+       "m=audio 0 RTP/AVP 0\r\na=control:track0\r\n"
+       "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+       "a=fmtp:96 packetization-mode=1;sprop-parameter-sets={sprop}\r\n"
+       "a=control:track1\r\n")
+
+
+def rtp(payload: bytes, ts: int, marker: bool, seq: int, *, pt: int = 96,
+        extension: bool = False, padding: int = 0, csrc: int = 0) -> bytes:
+    """One RTP packet, with the optional parts real cameras use."""
+    first = 0x80 | (0x20 if padding else 0) | (0x10 if extension else 0) | csrc
+    header = struct.pack(">BBHII", first, (0x80 if marker else 0) | pt, seq, ts, 0x1234)
+    header += b"\x00\x00\x00\x01" * csrc
+    if extension:
+        header += struct.pack(">HH", 0xABAC, 1) + b"\x00\x00\x00\x00"
+    tail = (b"\x00" * (padding - 1) + bytes([padding])) if padding else b""
+    return header + payload + tail
+
+
+def interleave(packet: bytes, channel: int = 2) -> bytes:
+    return b"$" + bytes([channel]) + struct.pack(">H", len(packet)) + packet
+
+
+def fu_a(nal: bytes, size: int = 500) -> list[bytes]:
+    """An H.264 NAL unit cut into FU-A fragments."""
+    head, body = nal[0], nal[1:]
+    chunks = [body[i:i + size] for i in range(0, len(body), size)]
+    out = []
+    for i, chunk in enumerate(chunks):
+        fu = (head & 0x1F) | (0x80 if i == 0 else 0) | (0x40 if i == len(chunks) - 1 else 0)
+        out.append(bytes([(head & 0xE0) | 28, fu]) + chunk)
+    return out
+
+
+Media = Callable[[asyncio.StreamWriter], Awaitable[None]]
+
+
+def rtsp_camera(media: Media, *, sprop: str = "", digest: bool = False,
+                seen: list[str] | None = None) -> Callable[..., Awaitable[None]]:
+    """A camera that answers DESCRIBE/SETUP/PLAY (Digest with qop=auth when asked), then
+    hands the connection to `media`."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode()
+            if seen is not None:
+                seen.append(head)
+            method, uri = head.split(" ", 2)[:2]
+            cseq = re.search(r"CSeq: (\d+)", head)
+            n = cseq.group(1) if cseq else "0"
+            if digest and not _digest_ok(head, method, uri):
+                writer.write(f"RTSP/1.0 401 Unauthorized\r\nCSeq: {n}\r\nWWW-Authenticate: "
+                             'Basic realm="cam"\r\nWWW-Authenticate: Digest realm="cam", '
+                             'nonce="abc123", qop="auth", opaque="op9"\r\n\r\n'.encode())
+                continue
+            if method == "DESCRIBE":
+                body = SDP.format(sprop=sprop).encode()
+                writer.write(f"RTSP/1.0 200 OK\r\nCSeq: {n}\r\nContent-Base: {uri}/\r\n"
+                             f"Content-Type: application/sdp\r\nContent-Length: {len(body)}"
+                             "\r\n\r\n".encode() + body)
+            elif method == "SETUP":
+                assert uri.endswith("/track1"), uri
+                writer.write(f"RTSP/1.0 200 OK\r\nCSeq: {n}\r\nSession: 42;timeout=60\r\n"
+                             "Transport: RTP/AVP/TCP;unicast;interleaved=2-3\r\n\r\n".encode())
+            elif method == "PLAY":
+                writer.write(f"RTSP/1.0 200 OK\r\nCSeq: {n}\r\nSession: 42\r\n\r\n".encode())
+                await writer.drain()
+                await media(writer)
+                while data := await reader.read(65536):  # TEARDOWN, then EOF
+                    if seen is not None:
+                        seen.append(data.decode("latin-1"))
+                return
+            else:
+                writer.write(f"RTSP/1.0 200 OK\r\nCSeq: {n}\r\n\r\n".encode())
+            await writer.drain()
+
+    return handler
+
+
+def _digest_ok(head: str, method: str, uri: str) -> bool:
+    auth = re.search(r"Authorization: Digest (.*)", head)
+    if not auth:
+        return False
+    f = dict(re.findall(r'(\w+)="?([^",]*)"?', auth.group(1)))
+
+    def md5(s: str) -> str:
+        return hashlib.md5(s.encode()).hexdigest()
+
+    ha1, ha2 = md5(f"admin:cam:{PASSWORD}"), md5(f"{method}:{uri}")
+    want = md5(f"{ha1}:abc123:{f.get('nc')}:{f.get('cnonce')}:auth:{ha2}")
+    return f.get("response") == want and f.get("opaque") == "op9" and f.get("uri") == uri
+
+
+async def drain(reader: asyncio.StreamReader) -> None:
+    while await reader.read(65536):
+        pass
+
+
+async def fetch(url: str, budget: float = 3.0) -> rtsp_client.Keyframe:
+    return await asyncio.to_thread(rtsp_client.fetch_keyframe, url,
+                                   time.monotonic() + budget, 50)
+
+
+async def test_a_keyframe_through_everything_rtp_allows(pool: Any) -> None:
+    """Joining mid-GOP (a fragment's tail first), RTCP and a server's own GET_PARAMETER on the
+    connection, CSRCs, header extensions and padding, STAP-A and FU-A, parameter sets only in
+    the SDP, Digest with qop=auth: the keyframe decodes to the picture ffmpeg made."""
+    sps, pps, *slices = h264_keyframe()
+    sprop = ",".join(base64.b64encode(x).decode() for x in (sps, pps))
+    idr = [s for s in slices if s[0] & 0x1F == 5]
+    assert idr
+
+    async def media(w: asyncio.StreamWriter) -> None:
+        p_frame = bytes([0x41]) + b"\x9a" * 1200  # a non-IDR slice (type 1), three fragments
+        w.write(interleave(rtp(fu_a(p_frame)[-1], 1000, True, 1)))  # a tail without its head
+        w.write(interleave(b"\x80\xc8\x00\x06" + b"\x00" * 24, channel=3))  # RTCP SR
+        w.write(b"GET_PARAMETER rtsp://127.0.12.62:8554/live RTSP/1.0\r\nCSeq: 9\r\n"
+                b"Content-Length: 4\r\n\r\nping")
+        w.write(interleave(rtp(p_frame, 2000, True, 2, csrc=2, extension=True, padding=4)))
+        sei = bytes([0x06, 0x05, 0x01, 0x00, 0x80])
+        stap = bytes([0x18]) + struct.pack(">H", len(sei)) + sei
+        w.write(interleave(rtp(stap, 3000, False, 3)))
+        seq = 4
+        for nal in idr:
+            frags = fu_a(nal)
+            for i, frag in enumerate(frags):
+                last = nal is idr[-1] and i == len(frags) - 1
+                w.write(interleave(rtp(frag, 3000, last, seq, extension=seq % 2 == 0)))
+                seq += 1
+        await w.drain()
+
+    seen: list[str] = []
+    async with tcp_server(HOSTILE, 8554, rtsp_camera(media, sprop=sprop, digest=True, seen=seen)):
+        key = await fetch(f"rtsp://admin:{PASSWORD}@{HOSTILE}:8554/live")
+        got = await grab(f"rtsp://admin:{PASSWORD}@{HOSTILE}:8554/live")
+    assert key.codec == "h264" and key.units == 2  # the P-frame, the keyframe
+    assert [n & 0x1F for n in _nal_headers(key.data)] == [7, 8, 6] + [5] * len(idr)
+    assert key.keyframe_bytes == len(key.data) - 8 - len(sps) - len(pps)
+    assert (got.header["width"], got.header["height"]) == (160, 120)
+    assert got.grey.std() > 10
+    assert all(PASSWORD not in h for h in seen)  # Digest: the password never on the wire
+    assert any("TEARDOWN" in h for h in seen)  # the session is given back
+
+
+@pytest.mark.parametrize("attack, reason", [
+    ("endless_frame", "bad_reply"),   # one frame that never ends: bounded memory
+    ("no_keyframe", "timeout"),       # P-frames forever
+    ("not_rtp", "bad_reply"),         # garbage after PLAY
+    ("hangs_after_play", "timeout"),  # silence after PLAY
+    ("huge_sdp", "bad_reply"),        # a DESCRIBE answer of 2 GB announced
+])
+async def test_hostile_cameras_end_in_a_clear_reason(attack: str, reason: str, pool: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rtsp_client, "MAX_UNIT_BYTES", 200_000)
+
+    async def media(w: asyncio.StreamWriter) -> None:
+        if attack == "endless_frame":
+            head = bytes([0x7C, 0x85])  # FU-A start of an IDR slice, never ended
+            w.write(interleave(rtp(head + b"\x00" * 1000, 1, False, 0)))
+            for i in range(400):
+                w.write(interleave(rtp(bytes([0x7C, 0x05]) + b"\x00" * 1000, 1, False, i)))
+                await w.drain()
+        elif attack == "no_keyframe":
+            for i in range(100):
+                w.write(interleave(rtp(bytes([0x41]) + b"\x11" * 50, i * 3600, True, i)))
+            await w.drain()
+        elif attack == "not_rtp":
+            w.write(b"\xff" * 4096)
+            await w.drain()
+
+    async def huge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 2000000000\r\n\r\nv=0")
+        await writer.drain()
+        await drain(reader)
+
+    handler = huge if attack == "huge_sdp" else rtsp_camera(media)
+    async with tcp_server(HOSTILE, 8554, handler):
+        started = time.monotonic()
+        with pytest.raises(rtsp_client.RtspError) as err:
+            await fetch(f"rtsp://{HOSTILE}:8554/live", budget=2.0)
+        assert time.monotonic() - started < 3.0
+        assert err.value.reason == reason, err.value
+        # The same through a grab worker (its own MAX_UNIT_BYTES: the timeout ends that one).
+        if attack != "endless_frame":
+            with pytest.raises(rtsp.GrabError) as grab_err:
+                await grab(f"rtsp://{HOSTILE}:8554/live", budget=2.0)
+            assert grab_err.value.reason == reason
+
+
+def test_sdp_controls_and_parameter_sets() -> None:
+    base = "rtsp://10.0.0.1:554/ch1/"
+    sdp = ("v=0\r\ns=x\r\na=control:*\r\nm=video 0 RTP/AVP 97\r\na=rtpmap:97 H265/90000\r\n"
+           "a=fmtp:97 sprop-vps=QAE=; sprop-sps=QgE=;sprop-pps=RAE=\r\n"
+           "a=framerate:25\r\na=control:rtsp://10.0.0.1:554/ch1/trackID=1\r\n")
+    t = rtsp_client.parse_sdp(sdp, base)
+    assert (t.codec, t.payload_type, t.control, t.fps) == (
+        "hevc", 97, "rtsp://10.0.0.1:554/ch1/trackID=1", 25.0)
+    assert [(p[0] >> 1) & 0x3F for p in t.params] == [32, 33, 34]
+    assert rtsp_client.parse_sdp(sdp.replace("rtsp://10.0.0.1:554/ch1/trackID=1", "trackID=1"),
+                                 "rtsp://10.0.0.1:554/ch1").control == (
+        "rtsp://10.0.0.1:554/ch1/trackID=1")
+    assert rtsp_client.parse_sdp(sdp.replace("a=control:rtsp://10.0.0.1:554/ch1/trackID=1",
+                                             "a=control:*"), base).control == base
+    with pytest.raises(rtsp_client.Unsupported):
+        rtsp_client.parse_sdp(sdp.replace("H265", "JPEG"), base)
+    with pytest.raises(rtsp_client.Unsupported):
+        rtsp_client.parse_sdp(sdp.replace("sprop-pps=RAE=", "sprop-pps=RAE=;sprop-max-don-diff=2"),
+                              base)
+    with pytest.raises(rtsp_client.RtspError) as err:
+        rtsp_client.parse_sdp("v=0\r\nm=audio 0 RTP/AVP 0\r\n", base)
+    assert err.value.reason == "no_stream"
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
