@@ -379,11 +379,13 @@ async def test_picture_checks_read_the_sub_stream(
     """A 720p Hikvision camera: ONVIF announces its 640x360 sub-stream (Profile_2), the
     picture is judged there, and the camera's facts stay the main stream's (ffprobe)."""
     cam = Camera(camcfg, "cam-a")
-    # auto: 4x the pixels is not worth a second session (AUTO_MIN_RATIO).
+    # auto: 4x the pixels is worth a second session (AUTO_MIN_RATIO), 3x is not.
+    _, problems, results = await cam.checks(1)
+    assert cam.state["picture_ratio"] == 4.0
+    cam.state["picture_ratio"] = 3.0
     _, problems, results = await cam.checks(1)
     assert problems == set() and "picture_stream" not in results["rtsp"].facts
-    assert cam.state["picture_ratio"] == 4.0
-    cam.rtsp_settings = cam.rtsp_settings.model_copy(update={"picture_stream": "sub"})
+    cam.state["picture_ratio"] = 4.0
     status, problems, results = await cam.checks(2)
     assert (status, problems) == (Status.OK, set())
     picture = str(cam.state["picture_uri"])
