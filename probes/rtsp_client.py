@@ -71,6 +71,15 @@ class _Track:
     fps: float | None = None
 
 
+def _header_end(buf: bytearray) -> tuple[int, int]:
+    """(end of an RTSP message's header block, length of the blank line); (-1, 0) if incomplete.
+    Some cameras end lines with a bare LF."""
+    crlf, lf = buf.find(b"\r\n\r\n"), buf.find(b"\n\n")
+    if lf >= 0 and (crlf < 0 or lf < crlf):
+        return lf, 2
+    return crlf, 4 if crlf >= 0 else 0
+
+
 def _status_reason(code: int) -> str:
     if code in (401, 403):
         return "auth_failed"
@@ -194,7 +203,7 @@ class _Connection:
             if REQUEST_LINE.match(self.buf):
                 self._read_reply_or_request()  # the server's own request: not our answer
                 continue
-            end = self.buf.find(b"\r\n\r\n")
+            end, blank = _header_end(self.buf)
             if end < 0:
                 if len(self.buf) > MAX_HEADER_BYTES or (
                         len(self.buf) >= 5 and not self.buf.startswith(b"RTSP/")
@@ -203,7 +212,7 @@ class _Connection:
                 self._fill()
                 continue
             head = bytes(self.buf[:end]).decode("latin-1")
-            status, *lines = head.split("\r\n")
+            status, *lines = head.replace("\r\n", "\n").split("\n")
             match = re.match(r"RTSP/\d\.\d (\d{3})", status)
             if not match:
                 raise RtspError("bad_reply", "the camera's answer is not RTSP")
@@ -218,10 +227,11 @@ class _Connection:
                 raise RtspError("bad_reply", "a Content-Length that is not a number") from None
             if not 0 <= length <= MAX_BODY_BYTES:
                 raise RtspError("bad_reply", f"a {length}-byte answer")
-            while len(self.buf) < end + 4 + length:
+            start = end + blank
+            while len(self.buf) < start + length:
                 self._fill()
-            body = bytes(self.buf[end + 4:end + 4 + length])
-            del self.buf[:end + 4 + length]
+            body = bytes(self.buf[start:start + length])
+            del self.buf[:start + length]
             return int(match.group(1)), headers, body
 
     def call(self, method: str, uri: str,
@@ -287,18 +297,20 @@ class _Connection:
 
     def _read_reply_or_request(self) -> None:
         # A server's own request (GET_PARAMETER keep-alive) or a late reply: skip it whole.
-        while (end := self.buf.find(b"\r\n\r\n")) < 0:
+        end, blank = _header_end(self.buf)
+        while end < 0:
             if len(self.buf) > MAX_HEADER_BYTES:
                 raise RtspError("bad_reply", "an RTSP message without an end")
             self._fill()
+            end, blank = _header_end(self.buf)
         head = bytes(self.buf[:end]).decode("latin-1").lower()
         match = re.search(r"content-length:\s*(\d+)", head)
         length = int(match.group(1)) if match else 0
         if length > MAX_BODY_BYTES:
             raise RtspError("bad_reply", f"a {length}-byte message")
-        while len(self.buf) < end + 4 + length:
+        while len(self.buf) < end + blank + length:
             self._fill()
-        del self.buf[:end + 4 + length]
+        del self.buf[:end + blank + length]
 
 
 def _resolve(control: str, base: str) -> str:
@@ -336,6 +348,8 @@ def parse_sdp(sdp: str, base: str) -> _Track:
                      else ("sprop-vps", "sprop-sps", "sprop-pps"))
             if track.codec == "hevc" and opts.get("sprop-max-don-diff", "0").strip() != "0":
                 raise Unsupported("H.265 with decoding order numbers")
+            if track.codec == "h264" and opts.get("packetization-mode", "").strip() == "2":
+                raise Unsupported("H.264 interleaved packetization (STAP-B, MTAP, FU-B)")
             for key in names:
                 for item in opts.get(key, "").split(","):
                     if item.strip():

@@ -173,11 +173,19 @@ Media = Callable[[asyncio.StreamWriter], Awaitable[None]]
 
 
 def rtsp_camera(media: Media, *, sprop: str = "", digest: bool = False,
-                seen: list[str] | None = None) -> Callable[..., Awaitable[None]]:
+                seen: list[str] | None = None, eol: str = "\r\n") -> Callable[..., Awaitable[None]]:
     """A camera that answers DESCRIBE/SETUP/PLAY (Digest with qop=auth when asked), then
-    hands the connection to `media`."""
+    hands the connection to `media`. `eol` ends its header lines (some cameras send bare LF)."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        real_write = writer.write
+
+        def write(data: bytes) -> None:
+            head, sep, body = data.partition(b"\r\n\r\n")
+            real_write(head.replace(b"\r\n", eol.encode()) + (eol * 2).encode() + body
+                       if sep else data)
+
+        writer.write = write  # type: ignore[method-assign]
         while True:
             head = (await reader.readuntil(b"\r\n\r\n")).decode()
             if seen is not None:
@@ -202,6 +210,7 @@ def rtsp_camera(media: Media, *, sprop: str = "", digest: bool = False,
             elif method == "PLAY":
                 writer.write(f"RTSP/1.0 200 OK\r\nCSeq: {n}\r\nSession: 42\r\n\r\n".encode())
                 await writer.drain()
+                writer.write = real_write  # type: ignore[method-assign]
                 await media(writer)
                 while data := await reader.read(65536):  # TEARDOWN, then EOF
                     if seen is not None:
@@ -279,6 +288,19 @@ async def test_a_keyframe_through_everything_rtp_allows(pool: Any) -> None:
     assert any("TEARDOWN" in h for h in seen)  # the session is given back
 
 
+async def test_a_camera_that_ends_lines_with_bare_lf(pool: Any) -> None:
+    sps, pps, *slices = h264_keyframe()
+
+    async def media(w: asyncio.StreamWriter) -> None:
+        for i, nal in enumerate([sps, pps, *slices]):
+            w.write(interleave(rtp(nal, 90000, i == len(slices) + 1, i)))
+        await w.drain()
+
+    async with tcp_server(HOSTILE, 8554, rtsp_camera(media, eol="\n")):
+        key = await fetch(f"rtsp://{HOSTILE}:8554/live")
+    assert [n & 0x1F for n in _nal_headers(key.data)][:2] == [7, 8] and key.units == 1
+
+
 @pytest.mark.parametrize("attack, reason", [
     ("endless_frame", "bad_reply"),   # one frame that never ends: bounded memory
     ("no_keyframe", "timeout"),       # P-frames forever
@@ -344,6 +366,10 @@ def test_sdp_controls_and_parameter_sets() -> None:
     with pytest.raises(rtsp_client.Unsupported):
         rtsp_client.parse_sdp(sdp.replace("sprop-pps=RAE=", "sprop-pps=RAE=;sprop-max-don-diff=2"),
                               base)
+    h264 = sdp.replace("H265", "H264").replace("sprop-vps=QAE=; ", "packetization-mode=2;")
+    with pytest.raises(rtsp_client.Unsupported):
+        rtsp_client.parse_sdp(h264, base)
+    assert rtsp_client.parse_sdp(h264.replace("mode=2", "mode=1"), base).codec == "h264"
     with pytest.raises(rtsp_client.RtspError) as err:
         rtsp_client.parse_sdp("v=0\r\nm=audio 0 RTP/AVP 0\r\n", base)
     assert err.value.reason == "no_stream"
