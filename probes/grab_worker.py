@@ -156,7 +156,10 @@ def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
         except Exception as exc:  # a reply this client chokes on is a bad reply, said so
             return {"ok": False, "reason": "bad_reply", "message": describe(exc)}, b"", b""
         else:
-            return _grab_unit(request, key, started)
+            try:
+                return _grab_unit(request, key, started)
+            except Exception as exc:  # a frame the resize or JPEG encoder refuses, say
+                return {"ok": False, "reason": "bad_reply", "message": describe(exc)}, b"", b""
     return _grab_demuxed(request, started, timeout)
 
 
@@ -183,7 +186,7 @@ def _grab_unit(request: dict[str, Any], key: rtsp_client.Keyframe,
         header.update(reason="bad_reply", message=describe(exc))
         return header, b"", b""
     header["ttff_seconds"] = time.monotonic() - started
-    rate = ctx.framerate or key.fps
+    rate = key.fps or ctx.framerate  # as FFmpeg's demuxer: the SDP's a=framerate first
     return _answer(request, header, frame, ctx, float(rate) if rate else None,
                    key.units, key.keyframe_bytes)
 
@@ -194,7 +197,9 @@ def _grab_demuxed(request: dict[str, Any], started: float,
     decode = bool(request.get("decode", True))
     header: dict[str, Any] = {"ok": False}
     try:
-        container = open_stream(request["url"], request.get("transport", "tcp"), timeout)
+        # What the lean client spent first (DESCRIBE, SETUP) is gone: FFmpeg gets the rest.
+        left = max(0.05, started + timeout - time.monotonic())
+        container = open_stream(request["url"], request.get("transport", "tcp"), left)
     except Exception as exc:
         header.update(reason=_reason(exc, started, timeout), message=describe(exc), stage="open")
         return header, b"", b""

@@ -35,7 +35,12 @@ USER_AGENT = "camnet"
 CODECS = {"H264": "h264", "H265": "hevc", "HEVC": "hevc"}
 # A request from the server on our connection (GET_PARAMETER, OPTIONS keep-alives, ANNOUNCE).
 REQUEST_START = re.compile(rb"[A-Z_]{3,20} ")
-REQUEST_LINE = re.compile(rb"[A-Z_]{3,20} \S+ RTSP/\d\.\d\r\n")
+REQUEST_LINE = re.compile(rb"[A-Z_]{3,20} \S+ RTSP/\d\.\d\r?\n")
+# What may still become "RTSP/" or a request line once the next read arrives.
+MESSAGE_PREFIX = re.compile(rb"(R(T(S(P)?)?)?|[A-Z_]{1,20})\Z")
+MAX_NALS_PER_UNIT = 10_000  # a frame of many tiny NAL units costs memory beyond its bytes
+NAL_OVERHEAD = 64  # bytes a NAL unit costs in memory besides its payload (object, list slot)
+MAX_PARAMS_PER_KIND = 8  # distinct in-band SPS/PPS (several ids) remembered per NAL type
 
 
 class RtspError(Exception):
@@ -206,8 +211,9 @@ class _Connection:
             end, blank = _header_end(self.buf)
             if end < 0:
                 if len(self.buf) > MAX_HEADER_BYTES or (
-                        len(self.buf) >= 5 and not self.buf.startswith(b"RTSP/")
-                        and self.buf[:1] != b"$" and not REQUEST_START.match(self.buf)):
+                        self.buf and not self.buf.startswith(b"RTSP/") and self.buf[:1] != b"$"
+                        and not REQUEST_START.match(self.buf)
+                        and not MESSAGE_PREFIX.match(self.buf)):
                     raise RtspError("bad_reply", "the camera's answer is not RTSP")
                 self._fill()
                 continue
@@ -285,6 +291,9 @@ class _Connection:
             if self.buf[0] != 0x24:  # '$'
                 if self.buf.startswith(b"RTSP/") or REQUEST_START.match(self.buf):
                     self._read_reply_or_request()
+                    continue
+                if MESSAGE_PREFIX.match(self.buf):  # a message cut by the read: read on
+                    self._fill()
                     continue
                 raise RtspError("bad_reply", "the camera sent something that is not RTP")
             channel = self.buf[1]
@@ -381,6 +390,7 @@ class _Depacketizer:
     def __init__(self, codec: str) -> None:
         self.codec = codec
         self.fragment: bytearray | None = None
+        self.lost = False  # a fragment of this unit came without its start: the unit is partial
 
     def push(self, payload: memoryview, out: list[bytes]) -> None:
         if len(payload) < 2:
@@ -391,6 +401,8 @@ class _Depacketizer:
                 fu = payload[1]
                 if fu & 0x80:
                     self.fragment = bytearray([(payload[0] & 0xE0) | (fu & 0x1F)])
+                elif self.fragment is None:
+                    self.lost = True
                 if self.fragment is not None:
                     self.fragment += payload[2:]
                     if fu & 0x40:
@@ -408,6 +420,8 @@ class _Depacketizer:
             fu = payload[2]
             if fu & 0x80:
                 self.fragment = bytearray([(payload[0] & 0x81) | ((fu & 0x3F) << 1), payload[1]])
+            elif self.fragment is None:
+                self.lost = True
             if self.fragment is not None:
                 self.fragment += payload[3:]
                 if fu & 0x40:
@@ -460,13 +474,14 @@ def fetch_keyframe(url: str, deadline: float, max_units: int) -> Keyframe:
         track = parse_sdp(body.decode("utf-8", "replace"), base)
         reply, _ = conn.call("SETUP", track.control,
                              "Transport: RTP/AVP/TCP;unicast;interleaved=0-1")
-        transport = (reply.get("transport") or [""])[0]
-        if "interleaved" not in transport.lower():
-            raise Unsupported("the camera did not agree to RTP over the RTSP connection")
-        match = re.search(r"interleaved=(\d+)", transport)
-        channel = int(match.group(1)) if match else 0
+        # The session first: a camera that will not interleave still gets its TEARDOWN.
         conn.session = (reply.get("session") or [""])[0].split(";")[0].strip()
         conn.play_url = track.play
+        transport = (reply.get("transport") or [""])[0]
+        match = re.search(r"(?i)interleaved=(\d+)", transport)
+        if not match:
+            raise Unsupported("the camera did not agree to RTP over the RTSP connection")
+        channel = int(match.group(1))
         conn.call("PLAY", track.play, "Range: npt=0.000-")
         return _receive(conn, track, channel, max_units)
     finally:
@@ -475,7 +490,7 @@ def fetch_keyframe(url: str, deadline: float, max_units: int) -> Keyframe:
 
 def _receive(conn: _Connection, track: _Track, channel: int, max_units: int) -> Keyframe:
     depack = _Depacketizer(track.codec)
-    params: dict[int, bytes] = {}  # the latest in-band parameter set of each kind
+    params: dict[int, list[bytes]] = {}  # in-band parameter sets seen, per NAL type
     unit: list[bytes] = []
     unit_bytes = 0
     stamp: int | None = None
@@ -488,49 +503,95 @@ def _receive(conn: _Connection, track: _Track, channel: int, max_units: int) -> 
         if rtp is None or rtp[0] != track.payload_type:
             continue
         _, ts, marker, payload = rtp
-        if stamp is not None and ts != stamp and unit:
-            done = _finish(track, unit, params, units + 1)
+        if stamp is not None and ts != stamp and (unit or depack.lost):
+            done = _finish(track, unit, params, units + 1, depack.lost)
             if done:
                 return done
             units, unit, unit_bytes = units + 1, [], 0
-            depack.fragment = None
+            depack.fragment, depack.lost = None, False
         stamp = ts
         before = len(unit)
         depack.push(payload, unit)
-        unit_bytes += sum(len(n) for n in unit[before:])
+        unit_bytes += sum(len(n) + NAL_OVERHEAD for n in unit[before:])
         pending = len(depack.fragment) if depack.fragment is not None else 0
-        if unit_bytes + pending > MAX_UNIT_BYTES:  # a frame, or a fragment, that never ends
+        if unit_bytes + pending > MAX_UNIT_BYTES or len(unit) > MAX_NALS_PER_UNIT:
+            # A frame, or a fragment, that never ends; or a flood of tiny NAL units.
             raise RtspError("bad_reply", "a video frame of over 16 MB")
-        if marker and unit:
-            done = _finish(track, unit, params, units + 1)
+        if marker and (unit or depack.lost):
+            done = _finish(track, unit, params, units + 1, depack.lost)
             if done:
                 return done
             units, unit, unit_bytes, stamp = units + 1, [], 0, None
+            depack.fragment, depack.lost = None, False
         if units >= max_units:
             raise RtspError("timeout", f"no keyframe after {units} frames")
 
 
-def _finish(track: _Track, unit: list[bytes], params: dict[int, bytes],
-            units: int) -> Keyframe | None:
-    """The keyframe if `unit` is one; otherwise remember its parameter sets."""
-    kinds = [_nal_kind(track.codec, n) for n in unit]
-    if "key" not in kinds:
+def _starts_picture(codec: str, unit: list[bytes]) -> bool:
+    """Whether the unit's first slice is its picture's first (a stream joined mid-frame is not)."""
+    for nal in unit:
+        if codec == "h264" and 1 <= nal[0] & 0x1F <= 5:
+            return len(nal) > 1 and bool(nal[1] & 0x80)  # first_mb_in_slice == 0
+        if codec == "hevc" and (nal[0] >> 1) & 0x3F < 32:
+            return len(nal) > 2 and bool(nal[2] & 0x80)  # first_slice_segment_in_pic_flag
+    return False
+
+
+def _recovery_point(nal: bytes) -> bool:
+    """An H.264 SEI carrying a recovery point: open-GOP and intra-refresh encoders mark their
+    random access points with it instead of IDR frames (FFmpeg counts them as keyframes)."""
+    rbsp = nal[1:].replace(b"\x00\x00\x03", b"\x00\x00")
+    i = 0
+    while i < len(rbsp) and rbsp[i] != 0x80:  # 0x80: rbsp trailing bits
+        kind = size = 0
+        while i < len(rbsp) and rbsp[i] == 0xFF:
+            kind, i = kind + 255, i + 1
+        if i >= len(rbsp):
+            return False
+        kind, i = kind + rbsp[i], i + 1
+        while i < len(rbsp) and rbsp[i] == 0xFF:
+            size, i = size + 255, i + 1
+        if i >= len(rbsp):
+            return False
+        size, i = size + rbsp[i], i + 1
+        if kind == 6:
+            return True
+        i += size
+    return False
+
+
+def _is_key(codec: str, unit: list[bytes], kinds: list[str]) -> bool:
+    if "key" in kinds:
+        return True
+    # H.264 without IDR: a recovery point SEI before an intra-coded picture.
+    return codec == "h264" and any(n[0] & 0x1F == 6 and _recovery_point(n) for n in unit)
+
+
+def _finish(track: _Track, unit: list[bytes], params: dict[int, list[bytes]],
+            units: int, lost: bool) -> Keyframe | None:
+    """The keyframe if `unit` is a whole one; otherwise remember its parameter sets."""
+    codec = track.codec
+    kinds = [_nal_kind(codec, n) for n in unit]
+    if lost or not _is_key(codec, unit, kinds) or not _starts_picture(codec, unit):
         for nal, kind in zip(unit, kinds, strict=True):
             if kind == "param":
-                params[_param_id(track.codec, nal)] = nal
+                seen = params.setdefault(_param_id(codec, nal), [])
+                if nal not in seen:
+                    seen.append(nal)
+                    del seen[:-MAX_PARAMS_PER_KIND]
         return None
     sent = _annex_b(unit)
-    have = {_param_id(track.codec, n) for n, k in zip(unit, kinds, strict=True) if k == "param"}
-    # Parameter sets the unit lacks: the latest sent in-band, else the SDP's.
+    have = {_param_id(codec, n) for n, k in zip(unit, kinds, strict=True) if k == "param"}
+    # Parameter sets the unit lacks: those sent in-band, else the SDP's.
     missing: list[bytes] = []
-    for pid in sorted({_param_id(track.codec, p) for p in track.params} | set(params)):
+    for pid in sorted({_param_id(codec, p) for p in track.params} | set(params)):
         if pid in have:
             continue
         if pid in params:
-            missing.append(params[pid])
+            missing.extend(params[pid])
         else:
-            missing.extend(p for p in track.params if _param_id(track.codec, p) == pid)
-    return Keyframe(track.codec, _annex_b(missing) + sent, len(sent), units, track.fps)
+            missing.extend(p for p in track.params if _param_id(codec, p) == pid)
+    return Keyframe(codec, _annex_b(missing) + sent, len(sent), units, track.fps)
 
 
 def _param_id(codec: str, nal: bytes) -> int:

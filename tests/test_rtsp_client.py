@@ -124,12 +124,13 @@ def _nal_headers(annex_b: bytes) -> list[int]:
 
 # --- hostile servers: what the client must survive ---------------------------------------------
 
-def h264_keyframe() -> list[bytes]:
-    """The NAL units (SPS, PPS, IDR...) of one real 160x120 H.264 keyframe, made by ffmpeg."""
+def h264_keyframe(slices: int = 1) -> list[bytes]:
+    """The NAL units (SPS, PPS, SEI, IDR slices) of one real 160x120 H.264 keyframe (ffmpeg)."""
     out = subprocess.run(
         ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=1",
-         "-frames:v", "1", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-bsf:v", "h264_metadata=aud=remove",
-         "-x264-params", "keyint=1", "-f", "h264", "-"],
+         "-frames:v", "1", "-pix_fmt", "yuv420p", "-c:v", "libx264",
+         "-bsf:v", "h264_metadata=aud=remove", "-x264-params", f"keyint=1:slices={slices}",
+         "-f", "h264", "-"],
         capture_output=True, timeout=30, check=True).stdout
     nals = [n for n in re.split(b"\x00\x00\x00\x01|\x00\x00\x01", out) if n]
     return [n.rstrip(b"\x00") for n in nals]
@@ -173,17 +174,26 @@ Media = Callable[[asyncio.StreamWriter], Awaitable[None]]
 
 
 def rtsp_camera(media: Media, *, sprop: str = "", digest: bool = False,
-                seen: list[str] | None = None, eol: str = "\r\n") -> Callable[..., Awaitable[None]]:
+                seen: list[str] | None = None, eol: str = "\r\n",
+                transport: str = "RTP/AVP/TCP;unicast;interleaved=2-3",
+                split_describe: bool = False) -> Callable[..., Awaitable[None]]:
     """A camera that answers DESCRIBE/SETUP/PLAY (Digest with qop=auth when asked), then
-    hands the connection to `media`. `eol` ends its header lines (some cameras send bare LF)."""
+    hands the connection to `media`. `eol` ends its header lines (some cameras send bare LF);
+    `split_describe` sends the DESCRIBE answer in two TCP segments cut inside "RTSP/"."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         real_write = writer.write
+        loop = asyncio.get_running_loop()
 
         def write(data: bytes) -> None:
             head, sep, body = data.partition(b"\r\n\r\n")
-            real_write(head.replace(b"\r\n", eol.encode()) + (eol * 2).encode() + body
-                       if sep else data)
+            data = (head.replace(b"\r\n", eol.encode()) + (eol * 2).encode() + body
+                    if sep else data)
+            if split_describe and b"application/sdp" in data:
+                real_write(data[:3])
+                loop.call_later(0.1, real_write, data[3:])
+            else:
+                real_write(data)
 
         writer.write = write  # type: ignore[method-assign]
         while True:
@@ -206,7 +216,7 @@ def rtsp_camera(media: Media, *, sprop: str = "", digest: bool = False,
             elif method == "SETUP":
                 assert uri.endswith("/track1"), uri
                 writer.write(f"RTSP/1.0 200 OK\r\nCSeq: {n}\r\nSession: 42;timeout=60\r\n"
-                             "Transport: RTP/AVP/TCP;unicast;interleaved=2-3\r\n\r\n".encode())
+                             f"Transport: {transport}\r\n\r\n".encode())
             elif method == "PLAY":
                 writer.write(f"RTSP/1.0 200 OK\r\nCSeq: {n}\r\nSession: 42\r\n\r\n".encode())
                 await writer.drain()
@@ -279,7 +289,7 @@ async def test_a_keyframe_through_everything_rtp_allows(pool: Any) -> None:
     async with tcp_server(HOSTILE, 8554, rtsp_camera(media, sprop=sprop, digest=True, seen=seen)):
         key = await fetch(f"rtsp://admin:{PASSWORD}@{HOSTILE}:8554/live")
         got = await grab(f"rtsp://admin:{PASSWORD}@{HOSTILE}:8554/live")
-    assert key.codec == "h264" and key.units == 2  # the P-frame, the keyframe
+    assert key.codec == "h264" and key.units == 3  # the partial frame, the P-frame, the key
     assert [n & 0x1F for n in _nal_headers(key.data)] == [7, 8, 6] + [5] * len(idr)
     assert key.keyframe_bytes == len(key.data) - 8 - len(sps) - len(pps)
     assert (got.header["width"], got.header["height"]) == (160, 120)
@@ -307,6 +317,7 @@ async def test_a_camera_that_ends_lines_with_bare_lf(pool: Any) -> None:
     ("not_rtp", "bad_reply"),         # garbage after PLAY
     ("hangs_after_play", "timeout"),  # silence after PLAY
     ("huge_sdp", "bad_reply"),        # a DESCRIBE answer of 2 GB announced
+    ("tiny_nals", "bad_reply"),       # one frame of 1-byte NAL units: memory beyond its bytes
 ])
 async def test_hostile_cameras_end_in_a_clear_reason(attack: str, reason: str, pool: Any,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
@@ -322,6 +333,11 @@ async def test_hostile_cameras_end_in_a_clear_reason(attack: str, reason: str, p
         elif attack == "no_keyframe":
             for i in range(100):
                 w.write(interleave(rtp(bytes([0x41]) + b"\x11" * 50, i * 3600, True, i)))
+            await w.drain()
+        elif attack == "tiny_nals":
+            stap = bytes([0x18]) + b"\x00\x01\x41" * 400
+            for i in range(40):
+                w.write(interleave(rtp(stap, 1, False, i)))
             await w.drain()
         elif attack == "not_rtp":
             w.write(b"\xff" * 4096)
@@ -345,6 +361,98 @@ async def test_hostile_cameras_end_in_a_clear_reason(attack: str, reason: str, p
             with pytest.raises(rtsp.GrabError) as grab_err:
                 await grab(f"rtsp://{HOSTILE}:8554/live", budget=2.0)
             assert grab_err.value.reason == reason
+
+
+def slices_of(nals: list[bytes]) -> list[bytes]:
+    return [n for n in nals if n[0] & 0x1F == 5]
+
+
+async def test_a_keyframe_joined_mid_frame_is_not_taken(pool: Any) -> None:
+    """An IDR picture in two slices: joined inside the first slice's fragments, or at the
+    second slice, the unit is partial; the next whole keyframe is the one returned."""
+    sps, pps, *rest = h264_keyframe(slices=2)
+    first, second = slices_of(rest)
+
+    async def media(w: asyncio.StreamWriter) -> None:
+        frags = fu_a(first, 200)
+        seq = 0
+        for ts, packets in ((1, [*frags[1:], second]), (2, [second]),
+                            (3, [sps, pps, *fu_a(first, 200), second])):
+            for i, payload in enumerate(packets):
+                w.write(interleave(rtp(payload, ts, i == len(packets) - 1, seq)))
+                seq += 1
+        await w.drain()
+
+    async with tcp_server(HOSTILE, 8554, rtsp_camera(media)):
+        key = await fetch(f"rtsp://{HOSTILE}:8554/live")
+    assert key.units == 3
+    assert [n & 0x1F for n in _nal_headers(key.data)] == [7, 8, 5, 5]
+
+
+async def test_a_stream_without_idr_frames(pool: Any) -> None:
+    """Open-GOP encoders mark random access points with a recovery point SEI, not IDR."""
+    out = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10",
+         "-frames:v", "9", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-x264-params",
+         "keyint=4:min-keyint=4:open-gop=1:bframes=2:scenecut=0:aud=1", "-f", "h264", "-"],
+        capture_output=True, timeout=30, check=True).stdout
+    units = [[n.rstrip(b"\x00") for n in re.split(b"\x00\x00\x00\x01|\x00\x00\x01", au) if n]
+             for au in re.split(b"\x00\x00\x00\x01\x09[\x00-\xff]", out)[1:]]
+    assert any(n[0] & 0x1F == 5 for n in units[0])  # the first is an IDR: skip it
+    later = units[1:]
+    assert not any(n[0] & 0x1F == 5 for u in later for n in u)
+
+    async def media(w: asyncio.StreamWriter) -> None:
+        seq = 0
+        for ts, unit in enumerate(later):
+            for i, nal in enumerate(unit):
+                w.write(interleave(rtp(nal, ts, i == len(unit) - 1, seq)))
+                seq += 1
+        await w.drain()
+
+    async with tcp_server(HOSTILE, 8554, rtsp_camera(media)):
+        key = await fetch(f"rtsp://{HOSTILE}:8554/live")
+        got = await grab(f"rtsp://{HOSTILE}:8554/live", budget=4.0)
+    assert 6 in [n & 0x1F for n in _nal_headers(key.data)] and key.units == 3
+    assert (got.header["width"], got.header["height"]) == (160, 120) and got.grey.std() > 10
+
+
+async def test_split_messages_and_a_refused_interleave(pool: Any) -> None:
+    """A reply cut inside "RTSP/" is read on; a camera that answers SETUP with UDP is left to
+    FFmpeg, and its session is given back (TEARDOWN)."""
+    seen: list[str] = []
+    async with tcp_server(HOSTILE, 8554, rtsp_camera(
+            media_none, seen=seen, split_describe=True,
+            transport="RTP/AVP;unicast;client_port=5000-5001;server_port=6000-6001")):
+        with pytest.raises(rtsp_client.Unsupported):
+            await fetch(f"rtsp://{HOSTILE}:8554/live")
+        await asyncio.sleep(0.2)
+    assert any(h.startswith("TEARDOWN") and "Session: 42" in h for h in seen), seen
+
+
+async def media_none(w: asyncio.StreamWriter) -> None:
+    """No media at all."""
+
+
+async def test_a_frame_the_worker_cannot_finish_is_a_bad_reply(
+        pool: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from probes import grab_worker
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise MemoryError
+
+    sps, pps, *rest = h264_keyframe()
+
+    async def media(w: asyncio.StreamWriter) -> None:
+        for i, nal in enumerate([sps, pps, *rest]):
+            w.write(interleave(rtp(nal, 9, i == len(rest) + 1, i)))
+        await w.drain()
+
+    monkeypatch.setattr(grab_worker, "_answer", refuse)
+    async with tcp_server(HOSTILE, 8554, rtsp_camera(media)):
+        header, grey, _ = await asyncio.to_thread(
+            grab_worker.grab, {"url": f"rtsp://{HOSTILE}:8554/live", "timeout": 3})
+    assert (header["ok"], header["reason"], grey) == (False, "bad_reply", b"")
 
 
 def test_sdp_controls_and_parameter_sets() -> None:
