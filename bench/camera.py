@@ -5,6 +5,7 @@ lab streams in the same run, at 640x360, 1280x720 and 1920x1080; and memory over
     python bench/camera.py                  # both scenarios, 12 rounds per size
     python bench/camera.py --rounds 20 --scenario nvr
     python bench/camera.py --memory 2000    # RSS of camnet and its grab workers over 2,000 grabs
+    python bench/camera.py --memory 2000 --no-kill   # the same, one worker throughout
 
 Two scenarios per size: `first` (camnet is the stream's only client: the camera starts the
 session at a keyframe) and `nvr` (a recorder already pulls the stream, as in the programme's
@@ -286,10 +287,11 @@ async def bench(lab: Lab, cfg: LoadedConfig, rounds: int, scenarios: list[str]) 
     await rtsp.shutdown()
 
 
-async def memory(lab: Lab, grabs: int) -> None:
+async def memory(lab: Lab, grabs: int, kill: bool = True) -> None:
     """Sequential grabs through one worker (no recycling), with error paths mixed in: every
     20th grab is refused, every 50th hits a silent server and its worker is killed at the
-    deadline (then replaced)."""
+    deadline (then replaced) or, with `kill=False`, gives up by itself (one worker throughout,
+    so its own memory is seen)."""
     rtsp.MAX_GRABS_PER_WORKER = 10**9  # show the worker itself stays flat
     await rtsp.warm_up(workers=1, size=1)
 
@@ -309,7 +311,8 @@ async def memory(lab: Lab, grabs: int) -> None:
         worker_limit = None
         if i % 50 == 0:
             # A decoder that would wait 30 s: the pool kills it at the deadline and replaces it.
-            target, budget, worker_limit = "rtsp://127.0.12.29:8554/x", 0.6, 30.0
+            target, budget = "rtsp://127.0.12.29:8554/x", 0.6
+            worker_limit = 30.0 if kill else None
         elif i % 20 == 0:
             target, budget = "rtsp://127.0.12.29:9/x", 2.0
         else:
@@ -347,13 +350,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--scenario", choices=("first", "nvr", "both"), default="both")
     parser.add_argument("--memory", type=int, default=0, help="run N grabs and print RSS")
+    parser.add_argument("--no-kill", action="store_true",
+                        help="with --memory: hung grabs end by the worker's own time limit")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="camnet-bench-") as tmp:
         lab = start_lab(write_config(Path(tmp)), CONTROL, Path(tmp) / "lab")
         try:
             cfg = load_config(lab.config_path)
             if args.memory:
-                asyncio.run(memory(lab, args.memory))
+                asyncio.run(memory(lab, args.memory, kill=not args.no_kill))
             else:
                 scenarios = ["first", "nvr"] if args.scenario == "both" else [args.scenario]
                 asyncio.run(bench(lab, cfg, args.rounds, scenarios))
