@@ -399,15 +399,7 @@ class _Depacketizer:
             kind = payload[0] & 0x1F
             if kind == 28:  # FU-A
                 fu = payload[1]
-                if fu & 0x80:
-                    self.fragment = bytearray([(payload[0] & 0xE0) | (fu & 0x1F)])
-                elif self.fragment is None:
-                    self.lost = True
-                if self.fragment is not None:
-                    self.fragment += payload[2:]
-                    if fu & 0x40:
-                        out.append(bytes(self.fragment))
-                        self.fragment = None
+                self._fragment(fu, bytes([(payload[0] & 0xE0) | (fu & 0x1F)]), payload[2:], out)
             elif kind == 24:  # STAP-A
                 self._aggregate(payload, 1, out)
             elif 1 <= kind <= 23:
@@ -418,19 +410,24 @@ class _Depacketizer:
             if len(payload) < 3:
                 return
             fu = payload[2]
-            if fu & 0x80:
-                self.fragment = bytearray([(payload[0] & 0x81) | ((fu & 0x3F) << 1), payload[1]])
-            elif self.fragment is None:
-                self.lost = True
-            if self.fragment is not None:
-                self.fragment += payload[3:]
-                if fu & 0x40:
-                    out.append(bytes(self.fragment))
-                    self.fragment = None
+            head = bytes([(payload[0] & 0x81) | ((fu & 0x3F) << 1), payload[1]])
+            self._fragment(fu, head, payload[3:], out)
         elif kind == 48:  # AP
             self._aggregate(payload, 2, out)
         elif kind < 48:
             out.append(bytes(payload))
+
+    def _fragment(self, fu: int, head: bytes, body: memoryview, out: list[bytes]) -> None:
+        """One FU-A / FU fragment; `head` is the NAL header it rebuilds if it starts the NAL."""
+        if fu & 0x80:
+            self.fragment = bytearray(head)
+        elif self.fragment is None:
+            self.lost = True  # its start was missed (joined mid-frame): the unit is partial
+            return
+        self.fragment += body
+        if fu & 0x40:
+            out.append(bytes(self.fragment))
+            self.fragment = None
 
     @staticmethod
     def _aggregate(payload: memoryview, offset: int, out: list[bytes]) -> None:

@@ -170,6 +170,16 @@ def fu_a(nal: bytes, size: int = 500) -> list[bytes]:
     return out
 
 
+async def send_units(w: asyncio.StreamWriter, units: list[list[bytes]]) -> None:
+    """Frames as RTP, one timestamp each, the marker on each frame's last packet."""
+    seq = 0
+    for ts, packets in enumerate(units, start=1):
+        for i, payload in enumerate(packets):
+            w.write(interleave(rtp(payload, ts, i == len(packets) - 1, seq)))
+            seq += 1
+    await w.drain()
+
+
 Media = Callable[[asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -302,9 +312,7 @@ async def test_a_camera_that_ends_lines_with_bare_lf(pool: Any) -> None:
     sps, pps, *slices = h264_keyframe()
 
     async def media(w: asyncio.StreamWriter) -> None:
-        for i, nal in enumerate([sps, pps, *slices]):
-            w.write(interleave(rtp(nal, 90000, i == len(slices) + 1, i)))
-        await w.drain()
+        await send_units(w, [[sps, pps, *slices]])
 
     async with tcp_server(HOSTILE, 8554, rtsp_camera(media, eol="\n")):
         key = await fetch(f"rtsp://{HOSTILE}:8554/live")
@@ -374,14 +382,8 @@ async def test_a_keyframe_joined_mid_frame_is_not_taken(pool: Any) -> None:
     first, second = slices_of(rest)
 
     async def media(w: asyncio.StreamWriter) -> None:
-        frags = fu_a(first, 200)
-        seq = 0
-        for ts, packets in ((1, [*frags[1:], second]), (2, [second]),
-                            (3, [sps, pps, *fu_a(first, 200), second])):
-            for i, payload in enumerate(packets):
-                w.write(interleave(rtp(payload, ts, i == len(packets) - 1, seq)))
-                seq += 1
-        await w.drain()
+        await send_units(w, [[*fu_a(first, 200)[1:], second], [second],
+                             [sps, pps, *fu_a(first, 200), second]])
 
     async with tcp_server(HOSTILE, 8554, rtsp_camera(media)):
         key = await fetch(f"rtsp://{HOSTILE}:8554/live")
@@ -403,12 +405,7 @@ async def test_a_stream_without_idr_frames(pool: Any) -> None:
     assert not any(n[0] & 0x1F == 5 for u in later for n in u)
 
     async def media(w: asyncio.StreamWriter) -> None:
-        seq = 0
-        for ts, unit in enumerate(later):
-            for i, nal in enumerate(unit):
-                w.write(interleave(rtp(nal, ts, i == len(unit) - 1, seq)))
-                seq += 1
-        await w.drain()
+        await send_units(w, later)
 
     async with tcp_server(HOSTILE, 8554, rtsp_camera(media)):
         key = await fetch(f"rtsp://{HOSTILE}:8554/live")
@@ -444,9 +441,7 @@ async def test_a_frame_the_worker_cannot_finish_is_a_bad_reply(
     sps, pps, *rest = h264_keyframe()
 
     async def media(w: asyncio.StreamWriter) -> None:
-        for i, nal in enumerate([sps, pps, *rest]):
-            w.write(interleave(rtp(nal, 9, i == len(rest) + 1, i)))
-        await w.drain()
+        await send_units(w, [[sps, pps, *rest]])
 
     monkeypatch.setattr(grab_worker, "_answer", refuse)
     async with tcp_server(HOSTILE, 8554, rtsp_camera(media)):
