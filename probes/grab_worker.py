@@ -1,4 +1,7 @@
-"""A frame-grab worker process: opens an RTSP stream with PyAV and returns one decoded keyframe.
+"""A frame-grab worker process: reads one keyframe of an RTSP stream and returns it decoded.
+
+H.264/H.265 over RTSP/TCP are read by probes.rtsp_client and decoded by a bare PyAV codec
+context; other codecs and transports are opened with FFmpeg's demuxer (PyAV).
 
 Decoders hang on a camera that stalls mid-stream and their own timeouts are unreliable
 (FIELD-NOTES), so decoding happens here, in a separate long-lived process that the parent
@@ -9,7 +12,7 @@ Protocol on stdin/stdout (binary): the worker writes `ready\\n` once imported; t
 request line (JSON: url, timeout, width, jpeg, decode) it answers one JSON header line followed by
 `grey_bytes` bytes of grey frame (height × width, uint8) and `jpeg_bytes` bytes of JPEG.
 EOF on stdin ends the worker. Nothing secret is ever written: URLs carry credentials, so
-messages use FFmpeg's error text only, never the file name.
+messages use FFmpeg's error text or the client's own fixed texts, never the URL.
 """
 
 from __future__ import annotations

@@ -352,7 +352,8 @@ def parse_sdp(sdp: str, base: str) -> _Track:
         track = _Track(CODECS[name], url, pt, play)
         fmtp = re.search(rf"^a=fmtp:{pt}\s+(.*)$", block, re.M)
         if fmtp:
-            opts = dict(kv.strip().partition("=")[::2] for kv in fmtp.group(1).split(";"))
+            opts = {k.strip().lower(): v for k, _, v in
+                    (kv.strip().partition("=") for kv in fmtp.group(1).split(";"))}
             names = (("sprop-parameter-sets",) if track.codec == "h264"
                      else ("sprop-vps", "sprop-sps", "sprop-pps"))
             if track.codec == "hevc" and opts.get("sprop-max-don-diff", "0").strip() != "0":

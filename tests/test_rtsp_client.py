@@ -473,6 +473,10 @@ def test_sdp_controls_and_parameter_sets() -> None:
     with pytest.raises(rtsp_client.Unsupported):
         rtsp_client.parse_sdp(h264, base)
     assert rtsp_client.parse_sdp(h264.replace("mode=2", "mode=1"), base).codec == "h264"
+    # fmtp parameter names are case-insensitive (RFC 4566); some cameras capitalise them.
+    shouting = rtsp_client.parse_sdp(
+        sdp.replace("sprop-vps", "Sprop-VPS").replace("sprop-sps", "SPROP-SPS"), base)
+    assert [(p[0] >> 1) & 0x3F for p in shouting.params] == [32, 33, 34]
     with pytest.raises(rtsp_client.RtspError) as err:
         rtsp_client.parse_sdp("v=0\r\nm=audio 0 RTP/AVP 0\r\n", base)
     assert err.value.reason == "no_stream"
