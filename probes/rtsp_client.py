@@ -35,7 +35,6 @@ USER_AGENT = "camnet"
 CODECS = {"H264": "h264", "H265": "hevc", "HEVC": "hevc"}
 # A request from the server on our connection (GET_PARAMETER, OPTIONS keep-alives, ANNOUNCE).
 REQUEST_START = re.compile(rb"[A-Z_]{3,20} ")
-REQUEST_LINE = re.compile(rb"[A-Z_]{3,20} \S+ RTSP/\d\.\d\r?\n")
 # What may still become "RTSP/" or a request line once the next read arrives.
 MESSAGE_PREFIX = re.compile(rb"(R(T(S(P)?)?)?|[A-Z_]{1,20})\Z")
 MAX_NALS_PER_UNIT = 10_000  # a frame of many tiny NAL units costs memory beyond its bytes
@@ -197,48 +196,61 @@ class _Connection:
 
     def _read_reply(self) -> tuple[int, dict[str, list[str]], bytes]:
         while True:
-            # Interleaved media may precede the reply (a server that starts sending at PLAY).
-            while self.buf[:1] == b"$":
-                while len(self.buf) < 4:
-                    self._fill()
-                size = 4 + struct.unpack_from(">H", self.buf, 2)[0]
-                while len(self.buf) < size:
-                    self._fill()
-                del self.buf[:size]
-            if REQUEST_LINE.match(self.buf):
-                self._read_reply_or_request()  # the server's own request: not our answer
-                continue
-            end, blank = _header_end(self.buf)
-            if end < 0:
-                if len(self.buf) > MAX_HEADER_BYTES or (
-                        self.buf and not self.buf.startswith(b"RTSP/") and self.buf[:1] != b"$"
-                        and not REQUEST_START.match(self.buf)
-                        and not MESSAGE_PREFIX.match(self.buf)):
+            if not self.buf:
+                self._fill()
+            elif self.buf[:1] == b"$":
+                self._pop_frame()  # media before the reply (a server that starts at PLAY)
+            else:
+                start, headers, body = self._read_message()
+                match = re.match(r"RTSP/\d\.\d (\d{3})", start)
+                if match:
+                    return int(match.group(1)), headers, body
+                if not REQUEST_START.match(start.encode("latin-1")):
                     raise RtspError("bad_reply", "the camera's answer is not RTSP")
-                self._fill()
-                continue
-            head = bytes(self.buf[:end]).decode("latin-1")
-            status, *lines = head.replace("\r\n", "\n").split("\n")
-            match = re.match(r"RTSP/\d\.\d (\d{3})", status)
-            if not match:
-                raise RtspError("bad_reply", "the camera's answer is not RTSP")
-            headers: dict[str, list[str]] = {}
-            for line in lines:
-                name, sep, value = line.partition(":")
-                if sep:
-                    headers.setdefault(name.strip().lower(), []).append(value.strip())
-            try:
-                length = int(headers.get("content-length", ["0"])[0])
-            except ValueError:
-                raise RtspError("bad_reply", "a Content-Length that is not a number") from None
-            if not 0 <= length <= MAX_BODY_BYTES:
-                raise RtspError("bad_reply", f"a {length}-byte answer")
-            start = end + blank
-            while len(self.buf) < start + length:
-                self._fill()
-            body = bytes(self.buf[start:start + length])
-            del self.buf[:start + length]
-            return int(match.group(1)), headers, body
+                # The server's own request (GET_PARAMETER keep-alive): not our answer.
+
+    def _read_message(self) -> tuple[str, dict[str, list[str]], bytes]:
+        """The RTSP message at the head of the buffer (a reply, or the server's own request):
+        start line, headers by lower-case name, body. Anything else is a bad reply."""
+        while True:
+            if self.buf and not (self.buf.startswith(b"RTSP/") or REQUEST_START.match(self.buf)
+                                 or MESSAGE_PREFIX.match(self.buf)):  # a prefix: cut by a read
+                raise RtspError("bad_reply", "the camera sent something that is not RTSP")
+            end, blank = _header_end(self.buf)
+            if end >= 0:
+                break
+            if len(self.buf) > MAX_HEADER_BYTES:
+                raise RtspError("bad_reply", "an RTSP message without an end")
+            self._fill()
+        start, *lines = bytes(self.buf[:end]).decode("latin-1").replace("\r\n", "\n").split("\n")
+        headers: dict[str, list[str]] = {}
+        for line in lines:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers.setdefault(name.strip().lower(), []).append(value.strip())
+        try:
+            length = int(headers.get("content-length", ["0"])[0])
+        except ValueError:
+            raise RtspError("bad_reply", "a Content-Length that is not a number") from None
+        if not 0 <= length <= MAX_BODY_BYTES:
+            raise RtspError("bad_reply", f"a {length}-byte message")
+        begin = end + blank
+        while len(self.buf) < begin + length:
+            self._fill()
+        body = bytes(self.buf[begin:begin + length])
+        del self.buf[:begin + length]
+        return start, headers, body
+
+    def _pop_frame(self) -> tuple[int, memoryview]:
+        """The interleaved frame (`$`, channel, length, payload) at the head of the buffer."""
+        while len(self.buf) < 4:
+            self._fill()
+        size = struct.unpack_from(">H", self.buf, 2)[0]
+        while len(self.buf) < 4 + size:
+            self._fill()
+        channel, payload = self.buf[1], memoryview(bytes(self.buf[4:4 + size]))
+        del self.buf[:4 + size]
+        return channel, payload
 
     def call(self, method: str, uri: str,
              *headers: str) -> tuple[dict[str, list[str]], bytes]:
@@ -286,40 +298,12 @@ class _Connection:
     def read_interleaved(self) -> tuple[int, memoryview]:
         """The next interleaved packet: (channel, payload); RTSP messages in between skipped."""
         while True:
-            while len(self.buf) < 4:
+            if not self.buf:
                 self._fill()
-            if self.buf[0] != 0x24:  # '$'
-                if self.buf.startswith(b"RTSP/") or REQUEST_START.match(self.buf):
-                    self._read_reply_or_request()
-                    continue
-                if MESSAGE_PREFIX.match(self.buf):  # a message cut by the read: read on
-                    self._fill()
-                    continue
-                raise RtspError("bad_reply", "the camera sent something that is not RTP")
-            channel = self.buf[1]
-            size = struct.unpack_from(">H", self.buf, 2)[0]
-            while len(self.buf) < 4 + size:
-                self._fill()
-            payload = memoryview(bytes(self.buf[4:4 + size]))
-            del self.buf[:4 + size]
-            return channel, payload
-
-    def _read_reply_or_request(self) -> None:
-        # A server's own request (GET_PARAMETER keep-alive) or a late reply: skip it whole.
-        end, blank = _header_end(self.buf)
-        while end < 0:
-            if len(self.buf) > MAX_HEADER_BYTES:
-                raise RtspError("bad_reply", "an RTSP message without an end")
-            self._fill()
-            end, blank = _header_end(self.buf)
-        head = bytes(self.buf[:end]).decode("latin-1").lower()
-        match = re.search(r"content-length:\s*(\d+)", head)
-        length = int(match.group(1)) if match else 0
-        if length > MAX_BODY_BYTES:
-            raise RtspError("bad_reply", f"a {length}-byte message")
-        while len(self.buf) < end + blank + length:
-            self._fill()
-        del self.buf[:end + blank + length]
+            elif self.buf[:1] == b"$":
+                return self._pop_frame()
+            else:
+                self._read_message()  # a late reply, or the server's GET_PARAMETER keep-alive
 
 
 def _resolve(control: str, base: str) -> str:
@@ -493,6 +477,16 @@ def _receive(conn: _Connection, track: _Track, channel: int, max_units: int) -> 
     unit_bytes = 0
     stamp: int | None = None
     units = 0
+
+    def end_unit() -> Keyframe | None:
+        """The unit is complete (marker, or the next timestamp): the keyframe, or start anew."""
+        nonlocal unit, unit_bytes, units
+        units += 1
+        done = _finish(track, unit, params, units, depack.lost)
+        unit, unit_bytes = [], 0
+        depack.fragment, depack.lost = None, False
+        return done
+
     while True:
         ch, packet = conn.read_interleaved()
         if ch != channel:
@@ -501,12 +495,8 @@ def _receive(conn: _Connection, track: _Track, channel: int, max_units: int) -> 
         if rtp is None or rtp[0] != track.payload_type:
             continue
         _, ts, marker, payload = rtp
-        if stamp is not None and ts != stamp and (unit or depack.lost):
-            done = _finish(track, unit, params, units + 1, depack.lost)
-            if done:
-                return done
-            units, unit, unit_bytes = units + 1, [], 0
-            depack.fragment, depack.lost = None, False
+        if stamp is not None and ts != stamp and (unit or depack.lost) and (done := end_unit()):
+            return done
         stamp = ts
         before = len(unit)
         depack.push(payload, unit)
@@ -516,11 +506,9 @@ def _receive(conn: _Connection, track: _Track, channel: int, max_units: int) -> 
             # A frame, or a fragment, that never ends; or a flood of tiny NAL units.
             raise RtspError("bad_reply", "a video frame of over 16 MB")
         if marker and (unit or depack.lost):
-            done = _finish(track, unit, params, units + 1, depack.lost)
-            if done:
+            if done := end_unit():
                 return done
-            units, unit, unit_bytes, stamp = units + 1, [], 0, None
-            depack.fragment, depack.lost = None, False
+            stamp = None
         if units >= max_units:
             raise RtspError("timeout", f"no keyframe after {units} frames")
 
