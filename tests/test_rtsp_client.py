@@ -11,27 +11,29 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import re
 import shutil
 import struct
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from probes import rtsp, rtsp_client
-from tests.test_rtsp import tcp_server
+from tests import test_camera
+from tests.test_camera import _ffprobe_size
+from tests.test_rtsp import drain_until_eof, tcp_server
 
 ROOT = Path(__file__).resolve().parent.parent
 CODEC_HOST, CODEC_PORT = "127.0.12.60", 8554  # and CODEC_PORT + 1 for Basic authentication
 USER, PASSWORD = "tech", "basic-pw-Zq7"
 HOSTILE = "127.0.12.62"
 SYSTEM_PYTHON = "/usr/bin/python3"
+pool = test_camera.pool  # the grab workers of a test's event loop, stopped afterwards
 
 
 @pytest.fixture(scope="module")
@@ -57,24 +59,9 @@ def codec_server() -> Iterator[str]:
             proc.wait(5)
 
 
-def ffprobe(url: str) -> dict[str, Any]:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-timeout", "10000000",
-         "-select_streams", "v:0", "-show_entries", "stream=codec_name,width,height",
-         "-of", "json", url], capture_output=True, text=True, timeout=30, check=True)
-    stream: dict[str, Any] = json.loads(out.stdout)["streams"][0]
-    return stream
-
-
 async def grab(url: str, decode: bool = True, budget: float = 8.0) -> rtsp.Grab:
     loop = asyncio.get_running_loop()
     return await rtsp.get_pool().grab(url, loop.time() + budget, decode=decode)
-
-
-@pytest.fixture
-async def pool() -> AsyncIterator[Any]:
-    yield rtsp.get_pool()
-    await rtsp.shutdown()
 
 
 async def test_h265_is_read_by_the_lean_client_and_agrees_with_ffprobe(
@@ -84,13 +71,12 @@ async def test_h265_is_read_by_the_lean_client_and_agrees_with_ffprobe(
     assert key.codec == "hevc"
     kinds = [(n >> 1) & 0x3F for n in _nal_headers(key.data)]
     assert kinds[:3] == [32, 33, 34] and any(16 <= k <= 21 for k in kinds), kinds
-    probe = ffprobe(url)
+    probe = _ffprobe_size(url)
     decoded = await grab(url)
     waited = await grab(url, decode=False)
     for g in (decoded, waited):
         h = g.header
-        assert (h["codec"], h["width"], h["height"]) == (
-            probe["codec_name"], probe["width"], probe["height"]) == ("hevc", 320, 240)
+        assert (h["codec"], h["width"], h["height"]) == probe == ("hevc", 320, 240)
         assert h["profile"] == "Main" and h["fps"] == 10.0 and h["keyframe_bytes"] > 0
     assert decoded.grey.shape == (480, 640) and decoded.grey.std() > 10  # a picture, not grey
 
@@ -99,10 +85,10 @@ async def test_a_codec_it_does_not_handle_goes_to_ffmpeg(codec_server: str, pool
     url = f"rtsp://{codec_server}/mjpeg"
     with pytest.raises(rtsp_client.Unsupported):
         await asyncio.to_thread(rtsp_client.fetch_keyframe, url, time.monotonic() + 8, 600)
-    probe = ffprobe(url)
+    probe = _ffprobe_size(url)
     g = await grab(url)
-    assert (g.header["codec"], g.header["width"], g.header["height"]) == (
-        probe["codec_name"], probe["width"], probe["height"]) == ("mjpeg", 320, 240)
+    assert (g.header["codec"], g.header["width"], g.header["height"]) == probe == (
+        "mjpeg", 320, 240)
     assert g.grey.std() > 10
 
 
@@ -257,11 +243,6 @@ def _digest_ok(head: str, method: str, uri: str) -> bool:
     return f.get("response") == want and f.get("opaque") == "op9" and f.get("uri") == uri
 
 
-async def drain(reader: asyncio.StreamReader) -> None:
-    while await reader.read(65536):
-        pass
-
-
 async def fetch(url: str, budget: float = 3.0) -> rtsp_client.Keyframe:
     return await asyncio.to_thread(rtsp_client.fetch_keyframe, url,
                                    time.monotonic() + budget, 50)
@@ -355,7 +336,7 @@ async def test_hostile_cameras_end_in_a_clear_reason(attack: str, reason: str, p
         await reader.readuntil(b"\r\n\r\n")
         writer.write(b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 2000000000\r\n\r\nv=0")
         await writer.drain()
-        await drain(reader)
+        await drain_until_eof(reader)
 
     handler = huge if attack == "huge_sdp" else rtsp_camera(media)
     async with tcp_server(HOSTILE, 8554, handler):
