@@ -20,8 +20,7 @@ from urllib.parse import unquote, urlsplit
 from xml.etree import ElementTree as ET
 
 from monitor.config import DEFAULT_CONFIG, CameraConfig, ConfigError, LoadedConfig, load_config
-from monitor.probe_cli import OneLineParser, duration
-from monitor.report import json_error
+from monitor.probe_cli import OneLineParser, duration, fail
 from probes.base import Status
 
 PROG = "camnet discover"
@@ -501,14 +500,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(render_text(rows, status, where, args.lang, compared))
         return int(status)
     except DiscoverError as e:
-        return _fail(args, str(e))
+        return fail(args, str(e), PROG)
     except OSError as e:
-        return _fail(args, f"network error: {e.strerror or e}")
+        return fail(args, f"network error: {e.strerror or e}", PROG)
 
-
-def _fail(args: argparse.Namespace, message: str) -> int:
-    """One line on stderr, and with --json one object on stdout too."""
-    print(f"{PROG}: {message}", file=sys.stderr)
-    if getattr(args, "json", False):
-        sys.stdout.write(json_error(message))
-    return int(Status.UNKNOWN)

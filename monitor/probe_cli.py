@@ -494,15 +494,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"{PROG}: {shown}", file=sys.stderr)
         return code
     except ProbeError as e:
-        return _fail(args, redact(str(e), secrets))
+        return fail(args, redact(str(e), secrets))
     except Exception as e:  # the plugin convention: an internal error is UNKNOWN
-        return _fail(args, f"internal error: {type(e).__name__}: {redact(str(e), secrets)}")
+        return fail(args, f"internal error: {type(e).__name__}: {redact(str(e), secrets)}")
 
 
-def _fail(args: argparse.Namespace, message: str) -> int:
+def fail(args: argparse.Namespace, message: str, prog: str = PROG) -> int:
     """Say why nothing was checked: one line on stderr, and with --json one object on stdout
-    (a `| jq` script gets a document whatever happened)."""
-    print(f"{PROG}: {message}", file=sys.stderr)
+    (a `| jq` script gets a document whatever happened). Used by `camnet discover` too."""
+    print(f"{prog}: {message}", file=sys.stderr)
     if getattr(args, "json", False):
         sys.stdout.write(json_error(message))
     return UNKNOWN
