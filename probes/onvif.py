@@ -12,17 +12,27 @@ onvif-zeep-async quirks this module works around (FIELD-NOTES):
   camera is left alone for `auth_backoff` and `auth_failed` is reported without trying;
 - its transport reads a whole reply into memory and zeep parses it on the event loop, with no
   size limit: `_cap_reply_size()` makes a reply over MAX_REPLY_BYTES a `bad_reply`, read no
-  further, so a camera that floods cannot stall the other checks or fill memory.
+  further, so a camera that floods cannot stall the other checks or fill memory;
+- a call through it builds two zeep clients, an aiohttp session and typed objects for every
+  element of the reply: the two calls every check makes (GetSystemDateAndTime, then
+  GetDeviceInformation as the login check) cost about twice the CPU that way, the largest
+  share of a 640x360 camera's check (docs/performance-camera.md). They are sent here as the
+  fixed envelopes zeep would send and their replies read with lxml; discovery (GetServices,
+  GetProfiles, GetStreamUri: once an hour) stays with the library.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
+import hashlib
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
+from xml.sax.saxutils import escape
 
 import aiohttp
 import onvif
@@ -52,6 +62,8 @@ ONVIF_PROBLEMS = ("auth_failed", "clock_drift")
 # cameras count failed RTSP logins towards the same lockout.
 AUTH_FAILED_KEY = "auth_failed_at"
 CLOSE_TIMEOUT = 1.0  # closing aiohttp sessions must not outlive a check by much
+# aiohttp's own default (5 min total) would only hide the check's deadline, which rules.
+NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
 # Some cameras (the recorded Axis Q6045-E) answer GetServices with a fault: fall back.
 GET_SERVICES_EXCEPTIONS = (zeep.exceptions.Fault, ONVIFError)
 STREAM_SETUP = {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}
@@ -62,19 +74,24 @@ PICTURE_CODECS = frozenset({"H264", "H265"})
 MAX_REPLY_BYTES = 1 << 20
 
 
+SOAP12_NS = "http://www.w3.org/2003/05/soap-envelope"
+DEVICE_NS = "http://www.onvif.org/ver10/device/wsdl"
+WSSE_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSU_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+PASSWORD_DIGEST = ("http://docs.oasis-open.org/wss/2004/01/"
+                   "oasis-200401-wss-username-token-profile-1.0#PasswordDigest")
+BASE64_BINARY = ("http://docs.oasis-open.org/wss/2004/01/"
+                 "oasis-200401-wss-soap-message-security-1.0#Base64Binary")
+# Replies are parsed as zeep parses them: no entities expanded, nothing fetched.
+REPLY_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+
+
 class ReplyTooLarge(aiohttp.ClientPayloadError):
     """A SOAP reply over MAX_REPLY_BYTES (classified as bad_reply)."""
 
 
-async def _capped_post(self: onvif.zeep_aiohttp.AIOHTTPTransport, address: str,
-                       message: str | bytes, headers: dict[str, str]
-                       ) -> tuple[aiohttp.ClientResponse, bytes]:
-    """The library's POST, reading at most MAX_REPLY_BYTES of the reply."""
-    headers = headers or {}
-    headers.setdefault("Content-Type", 'text/xml; charset="utf-8"')
-    data = message.encode("utf-8") if isinstance(message, str) else message
-    response = await self.session.post(address, data=data, headers=headers, proxy=self.proxy,
-                                       timeout=self._client_timeout)
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    """A reply's body, at most MAX_REPLY_BYTES of it (else ReplyTooLarge, connection dropped)."""
     try:
         if (response.content_length or 0) > MAX_REPLY_BYTES:
             raise ReplyTooLarge(f"reply of {response.content_length} bytes announced")
@@ -86,7 +103,19 @@ async def _capped_post(self: onvif.zeep_aiohttp.AIOHTTPTransport, address: str,
     except BaseException:
         response.close()  # drop the connection: the rest of the flood is never read
         raise
-    return response, bytes(body)
+    return bytes(body)
+
+
+async def _capped_post(self: onvif.zeep_aiohttp.AIOHTTPTransport, address: str,
+                       message: str | bytes, headers: dict[str, str]
+                       ) -> tuple[aiohttp.ClientResponse, bytes]:
+    """The library's POST, reading at most MAX_REPLY_BYTES of the reply."""
+    headers = headers or {}
+    headers.setdefault("Content-Type", 'text/xml; charset="utf-8"')
+    data = message.encode("utf-8") if isinstance(message, str) else message
+    response = await self.session.post(address, data=data, headers=headers, proxy=self.proxy,
+                                       timeout=self._client_timeout)
+    return response, await _read_capped(response)
 
 
 def _cap_reply_size() -> None:
@@ -177,21 +206,115 @@ class OnvifFacts:
     picture_ratio: float | None = None  # the main stream's pixels per picture-stream pixel
 
 
+def _credentials(target: Target) -> tuple[str | None, str | None]:
+    if target.auth is None:
+        return None, None
+    return getattr(target.auth.config, "username", None), target.auth.secret("password")
+
+
+def _port(target: Target) -> int:
+    return int(target.options.get("onvif_port") or 80)
+
+
 def _camera(target: Target) -> onvif.ONVIFCamera:
     """A client for the target; built inside the running loop (the library needs one)."""
-    user = password = None
-    if target.auth is not None:
-        user = getattr(target.auth.config, "username", None)
-        password = target.auth.secret("password")
-    port = int(target.options.get("onvif_port") or 80)
-    return onvif.ONVIFCamera(target.address, port, user, password, no_cache=True,
+    user, password = _credentials(target)
+    return onvif.ONVIFCamera(target.address, _port(target), user, password, no_cache=True,
                              adjust_time=False)
 
 
+def _device_url(target: Target) -> str:
+    """The device service's address, as the library builds it."""
+    host = f"[{target.address}]" if ":" in target.address else target.address
+    return f"http://{host}:{_port(target)}/onvif/device_service"
+
+
+def username_token(username: str, password: str, offset: float) -> str:
+    """A WS-Security UsernameToken with a PasswordDigest, Created on the camera's clock (UTC
+    plus `offset` s): what the library sends, Zulu time (Hikvision rejects +00:00)."""
+    nonce = os.urandom(16)
+    created = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    digest = base64.b64encode(
+        hashlib.sha1(nonce + created.encode() + password.encode()).digest()).decode()
+    return (f'<wsse:Security xmlns:wsse="{WSSE_NS}" xmlns:wsu="{WSU_NS}"><wsse:UsernameToken>'
+            f"<wsse:Username>{escape(username)}</wsse:Username>"
+            f'<wsse:Password Type="{PASSWORD_DIGEST}">{digest}</wsse:Password>'
+            f'<wsse:Nonce EncodingType="{BASE64_BINARY}">{base64.b64encode(nonce).decode()}'
+            f"</wsse:Nonce><wsu:Created>{created}</wsu:Created></wsse:UsernameToken>"
+            "</wsse:Security>")
+
+
+def _fault(body: Any) -> OnvifCheckError | None:
+    """The SOAP fault in a reply's Body, classified as the library's `is_auth_error` does."""
+    fault = body.find(f"{{{SOAP12_NS}}}Fault")
+    if fault is None:
+        fault = body.find("{*}Fault")  # a SOAP 1.1 envelope
+    if fault is None:
+        return None
+    codes = [str(v.text or "") for v in fault.iter("{*}Value", "faultcode")]
+    reason = " ".join(str(t.text or "").strip() for t in fault.iter("{*}Text", "faultstring"))
+    if any("NotAuthorized" in c for c in codes):
+        return OnvifCheckError("auth_failed", "the camera rejected the credentials "
+                                              "(NotAuthorized)")
+    if "auth" in reason.lower():  # cameras that send no subcode say so in the text
+        return OnvifCheckError("auth_failed", f"the camera rejected the credentials: "
+                                              f"{reason[:200]}")
+    return OnvifCheckError("fault", f"SOAP fault: {reason[:200]}")
+
+
+async def _device_call(http: aiohttp.ClientSession, url: str, operation: str,
+                       login: tuple[str, str, float] | None = None) -> Any:
+    """One device-service request without arguments, signed with `login` (user, password,
+    clock offset) when given: the reply's `<operation>Response` element."""
+    content_type = f'application/soap+xml; charset=utf-8; action="{DEVICE_NS}/{operation}"'
+    for attempt in (1, 2):
+        header = f"<s:Header>{username_token(*login)}</s:Header>" if login else ""
+        envelope = (f'<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="{SOAP12_NS}">'
+                    f'{header}<s:Body><tds:{operation} xmlns:tds="{DEVICE_NS}"/></s:Body>'
+                    "</s:Envelope>")
+        try:
+            async with http.post(url, data=envelope.encode(),
+                                 headers={"Content-Type": content_type}) as response:
+                status = response.status
+                reply = await _read_capped(response)
+            break
+        except aiohttp.ServerDisconnectedError:
+            # Cameras close kept-alive connections without saying so (the library retries
+            # too): once more on a new connection, with a fresh nonce.
+            if attempt == 2:
+                raise
+    try:
+        root = etree.fromstring(reply, REPLY_PARSER)
+    except etree.XMLSyntaxError:
+        if status in (401, 403):
+            raise OnvifCheckError("auth_failed", f"HTTP {status}") from None
+        if status != 200:
+            raise OnvifCheckError("bad_reply", f"HTTP {status} without a SOAP answer") from None
+        raise
+    body = root.find("{*}Body")
+    fault = _fault(body) if body is not None else None
+    if fault is not None:
+        raise fault
+    if status in (401, 403):
+        raise OnvifCheckError("auth_failed", f"HTTP {status}")
+    answer = body.find(f"{{{DEVICE_NS}}}{operation}Response") if body is not None else None
+    if status != 200 or answer is None:
+        raise OnvifCheckError("bad_reply", f"HTTP {status} without a {operation} answer")
+    return answer
+
+
+def _text(parent: Any, path: str) -> str:
+    return str(parent.findtext(path, default="") or "").strip()
+
+
 def _utc(value: Any) -> dt.datetime:
-    d, t = value.Date, value.Time
-    return dt.datetime(int(d.Year), int(d.Month), int(d.Day), int(t.Hour), int(t.Minute),
-                       int(t.Second), tzinfo=dt.UTC)
+    """A tt:DateTime element (Date: Year, Month, Day; Time: Hour, Minute, Second) as UTC."""
+    year, month, day, hour, minute, second = (
+        int(_text(value, path)) for path in ("{*}Date/{*}Year", "{*}Date/{*}Month",
+                                             "{*}Date/{*}Day", "{*}Time/{*}Hour",
+                                             "{*}Time/{*}Minute", "{*}Time/{*}Second"))
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
 
 
 def _sign_with_offset(service: Any, offset: float) -> None:
@@ -208,41 +331,54 @@ async def _session(target: Target, state: dict[str, Any], want_identity: bool,
                    want_uri: bool, result: CheckResult | None) -> OnvifFacts:
     """Talk to the camera: clock (no credentials), identity, stream and snapshot URIs."""
     facts = OnvifFacts()
-    cam = _camera(target)
+    url = _device_url(target)
+    user, password = _credentials(target)
+    # One connection for both calls; the deadline is the caller's (asyncio.timeout_at).
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=NO_TIMEOUT,
+                                 cookie_jar=aiohttp.DummyCookieJar())
     try:
-        devicemgmt = await cam.create_devicemgmt_service()
         before = time.time()
-        sdt = await devicemgmt.authless_GetSystemDateAndTime()
+        sdt = await _device_call(http, url, "GetSystemDateAndTime")
         after = time.time()
-        utc = getattr(sdt, "UTCDateTime", None)
+        utc = sdt.find("{*}SystemDateAndTime/{*}UTCDateTime")
         if utc is not None:
             local = dt.datetime.fromtimestamp((before + after) / 2, dt.UTC)
             facts.clock_offset = round((_utc(utc) - local).total_seconds(), 1)
         if result:
             result.debug(f"GetSystemDateAndTime: offset {facts.clock_offset}s")
         offset = facts.clock_offset or 0.0
-        if abs(offset) >= 1.0:
-            cam.dt_diff = dt.timedelta(seconds=offset)
-            _sign_with_offset(devicemgmt, offset)
+        if abs(offset) < 1.0:
+            offset = 0.0
         if want_identity or want_uri:
             # Authenticated from here on: the first call doubles as the login check.
-            info = await devicemgmt.GetDeviceInformation()
+            login = (user, password or "", offset) if user else None
+            info = await _device_call(http, url, "GetDeviceInformation", login)
             facts.identity = {
-                "vendor": str(info.Manufacturer or ""),
-                "model": str(info.Model or ""),
-                "firmware": str(info.FirmwareVersion or ""),
-                "serial": str(info.SerialNumber or ""),
-                "hardware_id": str(getattr(info, "HardwareId", "") or ""),
+                "vendor": _text(info, "{*}Manufacturer"),
+                "model": _text(info, "{*}Model"),
+                "firmware": _text(info, "{*}FirmwareVersion"),
+                "serial": _text(info, "{*}SerialNumber"),
+                "hardware_id": _text(info, "{*}HardwareId"),
             }
             if result:
                 result.debug(f"GetDeviceInformation: {facts.identity['vendor']} "
                              f"{facts.identity['model']}")
-        if want_uri:
-            await _find_uris(cam, facts, result)
     finally:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(CLOSE_TIMEOUT):
-                await cam.close()
+                await http.close()
+    if want_uri:
+        cam = _camera(target)
+        try:
+            devicemgmt = await cam.create_devicemgmt_service()
+            if offset:
+                cam.dt_diff = dt.timedelta(seconds=offset)
+                _sign_with_offset(devicemgmt, offset)
+            await _find_uris(cam, facts, result)
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await cam.close()
     return facts
 
 

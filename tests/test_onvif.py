@@ -1,19 +1,23 @@
 """ONVIF check against the lab's replayed Hikvision and Axis cameras and against broken peers.
 
 The broken peers replay recorded SOAP faults from /work/shared/onvif-captures (via the lab's
-vendored copy) or misbehave at the TCP level; addresses 127.0.12.40-49.
+vendored copy) or misbehave at the TCP level; addresses 127.0.12.39-49.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from lxml import etree
 from pydantic import SecretStr
 
 from monitor.config import LoadedConfig, OnvifAuth
@@ -33,8 +37,8 @@ DEADLINE_S = 3.0
 
 
 def target(address: str, port: int = 8080, password: str = PASSWORD,
-           rtsp_url: str | None = None) -> Target:
-    auth = Credentials(OnvifAuth(type="onvif", username="admin"),
+           rtsp_url: str | None = None, username: str = "admin") -> Target:
+    auth = Credentials(OnvifAuth(type="onvif", username=username),
                        {"password": SecretStr(password), "rtsp_password": None})
     return Target("cam-x", "camera", address, {"camera": "cam-x"}, auth,
                   {"onvif_port": port, "rtsp_url": rtsp_url, "snapshot_url": None})
@@ -207,13 +211,16 @@ def captured(vendor: str, service: str, name: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def soap_server(host: str, answer: Callable[[str], web.Response]
-                      ) -> AsyncIterator[None]:
-    """An HTTP server answering each SOAP POST with answer(operation)."""
+async def soap_server(host: str, answer: Callable[[str], web.Response],
+                      seen: list[tuple[str, str]] | None = None) -> AsyncIterator[None]:
+    """An HTTP server answering each SOAP POST with answer(operation); (Content-Type, body)
+    of each request go to `seen`."""
 
     async def handle(request: web.Request) -> web.Response:
         body = await request.text()
-        op = body.split("Body", 1)[1].split("<", 2)[1].split(">")[0].split(":")[-1].split()[0]
+        if seen is not None:
+            seen.append((request.headers.get("Content-Type", ""), body))
+        op = etree.QName(etree.fromstring(body.encode()).find("{*}Body")[0]).localname
         return answer(op)
 
     app = web.Application()
@@ -255,6 +262,98 @@ async def test_recorded_not_authorized_fault_is_auth_failed() -> None:
     async with soap_server("127.0.12.42", clock_then(lambda op: soap(fault, 400))):
         result = await run(target("127.0.12.42"))
     assert result.reason == "auth_failed" and result.problems["auth_failed"]
+
+
+async def test_requests_carry_what_the_camera_checks() -> None:
+    """The clock is asked without credentials; the identity with a WS-Security UsernameToken
+    (PasswordDigest over nonce, Created and password) signed on the camera's clock, in the
+    SOAP 1.2 form the library sends; a user name with XML's special characters arrives intact."""
+    seen: list[tuple[str, str]] = []
+    info = captured("hikvision", "core", "GetDeviceInformation.Response.xml")
+    async with soap_server("127.0.12.48", clock_then(lambda op: soap(info)), seen):
+        # A configured stream URL: no discovery, the check is these two calls.
+        result = await run(target("127.0.12.48", username="ad&m<in>",
+                                  rtsp_url="rtsp://127.0.12.48/stream"))
+    assert result.success, result.message
+    assert (result.facts["vendor"], result.facts["model"]) == ("HIKVISION", "DS-2DF7276-AEL")
+    assert sample(result, "camnet_camera_info").labels["serial"] == result.facts["serial"] != ""
+    clock, ident = (etree.fromstring(body.encode()) for _, body in seen)
+    assert [kind.split("action=")[1] for kind, _ in seen] == [
+        f'"{onvif.DEVICE_NS}/GetSystemDateAndTime"', f'"{onvif.DEVICE_NS}/GetDeviceInformation"']
+    assert clock.find(f"{{{onvif.SOAP12_NS}}}Header") is None
+    assert clock.find(f"{{{onvif.SOAP12_NS}}}Body/{{{onvif.DEVICE_NS}}}GetSystemDateAndTime") \
+        is not None
+    token = ident.find(f"{{{onvif.SOAP12_NS}}}Header/{{{onvif.WSSE_NS}}}Security/"
+                       f"{{{onvif.WSSE_NS}}}UsernameToken")
+    assert token is not None
+    assert token.findtext(f"{{{onvif.WSSE_NS}}}Username") == "ad&m<in>"
+    nonce = base64.b64decode(token.findtext(f"{{{onvif.WSSE_NS}}}Nonce") or "")
+    created = token.findtext(f"{{{onvif.WSU_NS}}}Created") or ""
+    digest = base64.b64encode(hashlib.sha1(nonce + created.encode() + PASSWORD.encode())
+                              .digest()).decode()
+    assert len(nonce) == 16 and token.findtext(f"{{{onvif.WSSE_NS}}}Password") == digest
+    # The recorded camera's clock says 2018-02-27 18:28:01 UTC: Created follows it, in Zulu form.
+    assert created.startswith("2018-02-27T18:28:0") and created.endswith("Z"), created
+
+
+async def test_http_401_and_entity_tricks() -> None:
+    """A camera that wants HTTP authentication is auth_failed; a reply's entities are not
+    expanded (no billion laughs, no local file read into a label)."""
+    async with soap_server("127.0.12.49", clock_then(
+            lambda op: web.Response(status=401, text="Unauthorized"))):
+        result = await run(target("127.0.12.49"))
+    assert (result.reason, result.problems["auth_failed"]) == ("auth_failed", True)
+    info = captured("axis", "core", "GetDeviceInformation.Response.xml")
+    tricks = ('<!DOCTYPE x [<!ENTITY a SYSTEM "file:///etc/hostname">'
+              '<!ENTITY b "bbbbbbbbbbbbbbbb"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>')
+    info = info.replace("<?xml version=\"1.0\" encoding=\"UTF-8\"?>", "", 1)
+    info = tricks + info.replace("AXIS Q6045-E", "&a;&c;", 1)
+    assert "&a;&c;" in info
+    async with soap_server("127.0.12.49", clock_then(lambda op: soap(info))):
+        result = await run(target("127.0.12.49", rtsp_url="rtsp://127.0.12.49/stream"))
+    assert result.success and result.facts["vendor"] == "AXIS", result.message
+    assert result.facts["model"] == "", result.facts["model"]
+
+
+async def test_a_dropped_kept_alive_connection_is_retried_once() -> None:
+    """Cameras close a kept-alive connection without a word: the identity request goes again
+    on a new connection, with a fresh nonce (a camera rejects a replayed one), and only once."""
+    clock = captured("hikvision", "core", "GetSystemDateAndTime.Response.xml").encode()
+    info = captured("hikvision", "core", "GetDeviceInformation.Response.xml").encode()
+    nonces: list[bytes] = []
+    connections = 0
+    drop_all = False
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            for served in range(2):
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                body = await reader.readexactly(int(length.group(1)) if length else 0)
+                nonces.extend(re.findall(rb"<wsse:Nonce[^>]*>([^<]+)<", body))
+                if served or (drop_all and b"GetDeviceInformation" in body):
+                    break  # the second request on a connection: hang up, say nothing
+                reply = clock if b"GetSystemDateAndTime" in body else info
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml\r\n"
+                             b"Content-Length: %d\r\n\r\n" % len(reply) + reply)
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.12.39", 8080)
+    try:
+        t = target("127.0.12.39", rtsp_url="rtsp://127.0.12.39/stream")
+        result = await run(t)
+        assert result.success and result.facts["vendor"] == "HIKVISION", result.message
+        assert connections == 2 and len(nonces) == 2 and nonces[0] != nonces[1]
+        drop_all, connections = True, 0  # a camera that always hangs up: tried twice, no more
+        result = await run(t)
+        assert (result.reason, connections) == ("bad_reply", 2), result.message
+        assert "dropped the connection" in result.message
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_plain_text_500_and_garbage_are_bad_replies() -> None:
