@@ -353,6 +353,14 @@ def reload_failed(instance: str) -> dict[str, Any]:
     }
 
 
+def unnamed(alert: dict[str, Any]) -> dict[str, Any]:
+    """The alert as rendered while camnet_site_info is missing too: the site id for its name."""
+    site = alert["exp_labels"]["site"]
+    notes = dict(alert["exp_annotations"])
+    notes["summary"] = notes["summary"].replace(f"{site_name(site)} ({site})", f"{site} ({site})")
+    return {**alert, "exp_annotations": notes}
+
+
 def check(t: int, alertname: str, *alerts: dict[str, Any]) -> dict[str, Any]:
     """An alert_rule_test at t seconds; no alerts given = the rule must NOT fire."""
     return {"eval_time": f"{t}s", "alertname": alertname, "exp_alerts": list(alerts)}
@@ -788,6 +796,72 @@ def scenarios() -> list[dict[str, Any]]:
                 check(100, "CamnetNotScraped"),
                 check(175, "CamnetNotScraped"),
                 check(200, "CamnetNotScraped", not_scraped("127.0.0.1:9830")),
+            ],
+        }
+    )
+    # A camnet restart (or failed scrapes): every camnet series goes stale at t=200; cameras
+    # report again from t=260, APs from t=275 (each after its first check). Every open alert
+    # stays open through the gap, with the same labels (Alertmanager sees one alert, nobody
+    # is told "resolved" then paged again); its texts fall back to ids while the site's name
+    # and the camera's reasons are missing.
+    def restarted(before: float | str, after: float | str, back: int = 260) -> str:
+        return values((before, 60), (after, 140), ("stale", 5), ("_", back - 205), (after, 300))
+
+    cams = {"daron-01": "cam-daron-01", "daron-02": "cam-daron-02", "tutra-03": "cam-tutra-03",
+            "daron-09": "cam-daron-09"}
+    down = camera_down("daron-01", "cam-daron-01", "mất kết nối")
+    frozen = picture_problem("daron-09", "cam-daron-09", "frozen")
+    during = {
+        "CameraDown": [unnamed(camera_down("daron-01", "cam-daron-01", "không rõ"))],
+        "SiteDown": [unnamed(site_down("daron-02"))],
+        "CameraAuthFailed": [auth_failed("tutra-03", "cam-tutra-03")],
+        "CameraPictureProblem": [unnamed(frozen)],
+    }
+    outside = {
+        "CameraDown": [down],
+        "SiteDown": [site_down("daron-02")],
+        "CameraAuthFailed": [auth_failed("tutra-03", "cam-tutra-03")],
+        "CameraPictureProblem": [frozen],
+    }
+    tests.append(
+        {
+            "name": "A camnet restart or failed scrapes leave open alerts open, without a second page",
+            "input_series": [
+                {**info, "values": restarted(1, 1)} for info in site_info()
+            ]
+            + camera("daron-01", cams["daron-01"], restarted(1, 0),
+                     {"unreachable": restarted(0, 1)})
+            + ap("daron-01", "ap-daron-01", restarted(1, 1, back=275))
+            + camera("daron-02", cams["daron-02"], restarted(1, 0),
+                     {"unreachable": restarted(0, 1)})
+            + ap("daron-02", "ap-daron-02", restarted(1, 0, back=275))
+            + camera("tutra-03", cams["tutra-03"], restarted(1, 0),
+                     {"auth_failed": restarted(0, 1)})
+            + camera("daron-09", cams["daron-09"], restarted(1, 1), {"frozen": restarted(0, 1)}),
+            "alert_rule_test": [
+                *[check(t, name, *alerts) for t in (195, 265, 280, 400)
+                  for name, alerts in outside.items()],
+                *[check(t, name, *alerts) for t in (205, 230, 255)
+                  for name, alerts in during.items()],
+                *none(270, "APDown"),
+                *none(230, "APDown"),
+            ],
+        }
+    )
+    # A camera that stops reporting for good (taken out of the config while down) is no
+    # longer paged 5 minutes after its last report.
+    tests.append(
+        {
+            "name": "A device that stops reporting for good resolves 5 minutes after its last report",
+            "input_series": site_info()
+            + camera("daron-01", "cam-daron-01", values((1, 60), (0, 140), ("stale", 5)),
+                     {"unreachable": values((0, 60), (1, 140), ("stale", 5))})
+            + ap("daron-01", "ap-daron-01", OK),
+            "alert_rule_test": [
+                check(195, "CameraDown", down),
+                check(490, "CameraDown",
+                      camera_down("daron-01", "cam-daron-01", "không rõ")),
+                check(500, "CameraDown"),
             ],
         }
     )
