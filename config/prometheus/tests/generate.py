@@ -484,6 +484,29 @@ def scenarios() -> list[dict[str, Any]]:
             ],
         }
     )
+    # The line of two halls comes back at t=400. At daron-01 the AP answers first and the
+    # camera, in backoff, only at its next check 60 s later: nobody is paged for it. At
+    # daron-02 the camera did not survive the outage: it is paged, 75 s + 25 s after the line
+    # came back (the rules before the 75 s hold paged daron-01's camera at t=425).
+    tests.append(
+        {
+            "name": "After a site outage, devices get their backoff interval to report before paging",
+            "input_series": site_info()
+            + camera("daron-01", "cam-daron-01", values((1, 60), (0, 400), (1, 300)),
+                     {"unreachable": values((0, 60), (1, 400), (0, 300))})
+            + ap("daron-01", "ap-daron-01", values((1, 80), (0, 320), (1, 400)))
+            + camera("daron-02", "cam-daron-02", values((1, 60), (0, 700)),
+                     {"unreachable": values((0, 60), (1, 700))})
+            + ap("daron-02", "ap-daron-02", values((1, 80), (0, 320), (1, 400))),
+            "alert_rule_test": [
+                check(200, "SiteDown", site_down("daron-01"), site_down("daron-02")),
+                *[t for s in (405, 425, 430, 460, 490) for t in none(s, "CameraDown", "SiteDown")],
+                *[check(s, "CameraDown", camera_down("daron-02", "cam-daron-02", "mất kết nối"))
+                  for s in (500, 600)],
+                *[t for s in range(400, 700, 20) for t in none(s, "APDown")],
+            ],
+        }
+    )
     # The site's line drops one poll: both devices miss a check together. No page.
     tests.append(
         {
