@@ -246,18 +246,20 @@ def username_token(username: str, password: str, offset: float) -> str:
 
 
 def _fault(body: Any) -> OnvifCheckError | None:
-    """The SOAP fault in a reply's Body, classified as the library's `is_auth_error` does."""
-    fault = body.find(f"{{{SOAP12_NS}}}Fault")
-    if fault is None:
-        fault = body.find("{*}Fault")  # a SOAP 1.1 envelope
+    """The SOAP fault in a reply's Body, classified as the library's `is_auth_error` does: a
+    NotAuthorized subcode, or "auth" in the codes or the reason (not in the Detail)."""
+    fault = body.find("{*}Fault")
     if fault is None:
         return None
-    codes = [str(v.text or "") for v in fault.iter("{*}Value", "faultcode")]
-    reason = " ".join(str(t.text or "").strip() for t in fault.iter("{*}Text", "faultstring"))
+    code = fault.find("{*}Code")  # SOAP 1.2: Code/Value, Subcode/Value, ...; 1.1: faultcode
+    codes = [str(v.text or "").strip() for v in (code.iter("{*}Value") if code is not None
+                                                  else fault.iterfind("{*}faultcode"))]
+    reason = " ".join(str(t.text or "").strip() for t in
+                      [*fault.iterfind("{*}Reason/{*}Text"), *fault.iterfind("{*}faultstring")])
     if any("NotAuthorized" in c for c in codes):
         return OnvifCheckError("auth_failed", "the camera rejected the credentials "
                                               "(NotAuthorized)")
-    if "auth" in reason.lower():  # cameras that send no subcode say so in the text
+    if "auth" in " ".join([reason, *codes]).lower():  # cameras without the proper subcode
         return OnvifCheckError("auth_failed", f"the camera rejected the credentials: "
                                               f"{reason[:200]}")
     return OnvifCheckError("fault", f"SOAP fault: {reason[:200]}")
@@ -279,9 +281,10 @@ async def _device_call(http: aiohttp.ClientSession, url: str, operation: str,
                 status = response.status
                 reply = await _read_capped(response)
             break
-        except aiohttp.ServerDisconnectedError:
-            # Cameras close kept-alive connections without saying so (the library retries
-            # too): once more on a new connection, with a fresh nonce.
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError):
+            # Cameras close kept-alive connections without saying so, seen at the request's
+            # start or mid-send (the library retries both): once more on a new connection,
+            # with a fresh nonce.
             if attempt == 2:
                 raise
     try:
@@ -334,8 +337,9 @@ async def _session(target: Target, state: dict[str, Any], want_identity: bool,
     url = _device_url(target)
     user, password = _credentials(target)
     # One connection for both calls; the deadline is the caller's (asyncio.timeout_at).
-    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=NO_TIMEOUT,
-                                 cookie_jar=aiohttp.DummyCookieJar())
+    # ssl=False as in the library: a camera redirecting to HTTPS has a self-signed certificate.
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1, ssl=False),
+                                 timeout=NO_TIMEOUT, cookie_jar=aiohttp.DummyCookieJar())
     try:
         before = time.time()
         sdt = await _device_call(http, url, "GetSystemDateAndTime")

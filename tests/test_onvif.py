@@ -253,8 +253,37 @@ async def test_soap_fault_is_a_fault_not_an_auth_failure() -> None:
         result = await run(target("127.0.12.41"))
     assert (result.success, result.reason) == (False, "fault")
     assert not result.problems["auth_failed"]
-    # The captured clock is from 2018: the offset is measured, not assumed.
-    assert result.facts == {} or "clock_offset" not in result.facts
+    # The captured clock is from 2018: the offset is measured (about -8.7 years), not assumed.
+    assert any(re.search(r"GetSystemDateAndTime: offset -2\d{8}\.\ds$", line)
+               for line in result.log), result.log
+
+
+FAULT_12 = ('<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body><s:Fault>'
+            "<s:Code><s:Value>s:Sender</s:Value><s:Subcode><s:Value>{sub}</s:Value></s:Subcode>"
+            '</s:Code><s:Reason><s:Text xml:lang="en">{reason}</s:Text></s:Reason>'
+            "<s:Detail><s:Text>{detail}</s:Text></s:Detail></s:Fault></s:Body></s:Envelope>")
+FAULT_11 = ('<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body><e:Fault>'
+            "<e:faultcode>{code}</e:faultcode><e:faultstring>{reason}</e:faultstring>"
+            "</e:Fault></e:Body></e:Envelope>")
+
+
+@pytest.mark.parametrize(("status", "reply", "reason"), [
+    # SOAP 1.1, prefixed element names, the subcode in faultcode.
+    (400, FAULT_11.format(code="ter:NotAuthorized", reason="Sender not Authorized"),
+     "auth_failed"),
+    (500, FAULT_11.format(code="e:Server", reason="Internal error"), "fault"),
+    # "auth" in the Detail is no login failure; a fault sent with HTTP 200 is still a fault.
+    (200, FAULT_12.format(sub="ter:ActionNotSupported", reason="Optional Action Not Implemented",
+                          detail="contact the authority"), "fault"),
+    # No NotAuthorized subcode, but the codes say so (as the library's is_auth_error reads).
+    (500, FAULT_12.format(sub="wsse:FailedAuthentication", reason="Sender not allowed",
+                          detail=""), "auth_failed"),
+])
+async def test_faults_in_both_soap_versions(status: int, reply: str, reason: str) -> None:
+    async with soap_server("127.0.12.43", clock_then(lambda op: soap(reply, status))):
+        result = await run(target("127.0.12.43"))
+    assert (result.success, result.reason) == (False, reason), result.message
+    assert result.problems["auth_failed"] == (reason == "auth_failed")
 
 
 async def test_recorded_not_authorized_fault_is_auth_failed() -> None:
