@@ -258,3 +258,35 @@ def test_site_down_inhibits_camera_alerts_of_its_site(am_and_sink: tuple[Alertma
     assert ("police-daron", "CameraDown", "daron-02") in sent
     assert not [s for s in sent if s[2] == "daron-01" and s[1] != "SiteDown"], sent
     assert {s[0] for s in sent if s[1] == "SiteDown"} == {"noc", "operator-vnpt"}
+
+
+def test_camnet_not_scraped_mutes_what_its_absence_ends(
+        am_and_sink: tuple[Alertmanager, WebhookSink]) -> None:
+    """camnet unscraped for 5 minutes: the rules end its device alerts for want of data. The
+    police hear neither "resolved" nor, once camnet is back and the camera still down, a
+    second page; CamnetNotScraped reaches the NOC."""
+    am, sink = am_and_sink
+    site = {"commune": "daron", "site": "daron-01", "operator": "vnpt", "job": "camnet"}
+    cam = fire({"alertname": "CameraDown", "team": "police", "camera": "cam-daron-01", **site})
+    am.post_alerts([cam])
+    assert sink.wait_for(lambda n: n.receiver == "police-daron" and n.status == "firing",
+                         timeout=30)
+    since = time.time()
+    gone = fire({"alertname": "CamnetNotScraped", "team": "noc", "severity": "critical",
+                 "commune": "all", "site": "all", "job": "camnet", "instance": "127.0.0.1:9830"})
+    am.post_alerts([gone, cam])
+    assert sink.wait_for(lambda n: n.receiver == "noc" and "CamnetNotScraped" in n.alertnames(),
+                         timeout=30)
+    # Five minutes later Prometheus ends the camera's alert: no data, not a recovery.
+    am.post_alerts([gone, {**cam, "endsAt": datetime.now(UTC).isoformat()}])
+    time.sleep(4)  # more than group_interval (3 s)
+    states = {a["labels"]["alertname"]: a["status"]["state"] for a in am.alerts()}
+    assert states.get("CameraDown") in (None, "suppressed"), states
+    # camnet is back and the camera still down: CameraDown fires again, camnet is scraped.
+    am.post_alerts([fire(cam["labels"]), {**gone, "endsAt": datetime.now(UTC).isoformat()}])
+    time.sleep(7)  # two group intervals after the inhibition ended
+    police = [(n.status, [a["status"] for a in n.alerts]) for n in sink.snapshot()
+              if n.received >= since and n.receiver == "police-daron"]
+    assert not police, police
+    states = {a["labels"]["alertname"]: a["status"]["state"] for a in am.alerts()}
+    assert states["CameraDown"] == "active", states
