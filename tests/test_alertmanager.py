@@ -263,30 +263,41 @@ def test_site_down_inhibits_camera_alerts_of_its_site(am_and_sink: tuple[Alertma
 def test_camnet_not_scraped_mutes_what_its_absence_ends(
         am_and_sink: tuple[Alertmanager, WebhookSink]) -> None:
     """camnet unscraped for 5 minutes: the rules end its device alerts for want of data. The
-    police hear neither "resolved" nor, once camnet is back and the camera still down, a
-    second page; CamnetNotScraped reaches the NOC."""
+    police and the NOC hear neither "resolved" nor, once camnet is back and the camera and the
+    line still down, a second page; CamnetNotScraped reaches the NOC. (SiteDown carries no
+    `job` label: the inhibition must not depend on one.)"""
     am, sink = am_and_sink
-    site = {"commune": "daron", "site": "daron-01", "operator": "vnpt", "job": "camnet"}
-    cam = fire({"alertname": "CameraDown", "team": "police", "camera": "cam-daron-01", **site})
-    am.post_alerts([cam])
+    site = {"commune": "daron", "site": "daron-01", "operator": "vnpt"}
+    other = {"commune": "daron", "site": "daron-02", "operator": "viettel"}
+    cam = fire({"alertname": "CameraDown", "team": "police", "camera": "cam-daron-02",
+                "job": "camnet", **other})
+    dark = fire({"alertname": "SiteDown", "team": "noc", "severity": "critical", **site})
+    am.post_alerts([cam, dark])
     assert sink.wait_for(lambda n: n.receiver == "police-daron" and n.status == "firing",
                          timeout=30)
+    assert sink.wait_for(lambda n: n.receiver == "operator-vnpt" and n.status == "firing",
+                         timeout=30)
+    assert sink.wait_for(lambda n: n.receiver == "noc" and "SiteDown" in n.alertnames(),
+                         timeout=30)
+    time.sleep(1)
     since = time.time()
     gone = fire({"alertname": "CamnetNotScraped", "team": "noc", "severity": "critical",
                  "commune": "all", "site": "all", "job": "camnet", "instance": "127.0.0.1:9830"})
-    am.post_alerts([gone, cam])
+    am.post_alerts([gone, cam, dark])
     assert sink.wait_for(lambda n: n.receiver == "noc" and "CamnetNotScraped" in n.alertnames(),
                          timeout=30)
-    # Five minutes later Prometheus ends the camera's alert: no data, not a recovery.
-    am.post_alerts([gone, {**cam, "endsAt": datetime.now(UTC).isoformat()}])
+    # Five minutes later Prometheus ends the held alerts: no data, not a recovery.
+    ended = datetime.now(UTC).isoformat()
+    am.post_alerts([gone, {**cam, "endsAt": ended}, {**dark, "endsAt": ended}])
     time.sleep(4)  # more than group_interval (3 s)
-    states = {a["labels"]["alertname"]: a["status"]["state"] for a in am.alerts()}
-    assert states.get("CameraDown") in (None, "suppressed"), states
-    # camnet is back and the camera still down: CameraDown fires again, camnet is scraped.
-    am.post_alerts([fire(cam["labels"]), {**gone, "endsAt": datetime.now(UTC).isoformat()}])
+    # camnet is back, camera and line still down: both fire again while CamnetNotScraped
+    # still fires (keep_firing_for), then it ends.
+    am.post_alerts([gone, fire(cam["labels"]), fire(dark["labels"])])
+    time.sleep(4)
+    am.post_alerts([{**gone, "endsAt": datetime.now(UTC).isoformat()}])
     time.sleep(7)  # two group intervals after the inhibition ended
-    police = [(n.status, [a["status"] for a in n.alerts]) for n in sink.snapshot()
-              if n.received >= since and n.receiver == "police-daron"]
-    assert not police, police
+    devices = [(n.receiver, n.status, n.alertnames()) for n in sink.snapshot()
+               if n.received >= since and "CamnetNotScraped" not in n.alertnames()]
+    assert not devices, devices
     states = {a["labels"]["alertname"]: a["status"]["state"] for a in am.alerts()}
-    assert states["CameraDown"] == "active", states
+    assert states["CameraDown"] == states["SiteDown"] == "active", states
