@@ -17,8 +17,9 @@ onvif-zeep-async quirks this module works around (FIELD-NOTES):
   element of the reply: the two calls every check makes (GetSystemDateAndTime, then
   GetDeviceInformation as the login check) cost about twice the CPU that way, the largest
   share of a 640x360 camera's check (docs/performance-camera.md). They are sent here as the
-  fixed envelopes zeep would send and their replies read with lxml; discovery (GetServices,
-  GetProfiles, GetStreamUri: once an hour) stays with the library.
+  fixed envelopes zeep would send, over `DeviceHttp` (one kept-alive HTTP/1.1 connection,
+  cheaper than an aiohttp session), and their replies read with lxml; discovery
+  (GetServices, GetProfiles, GetStreamUri: once an hour) stays with the library.
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
+import re
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 from xml.sax.saxutils import escape
 
 import aiohttp
@@ -62,8 +66,6 @@ ONVIF_PROBLEMS = ("auth_failed", "clock_drift")
 # cameras count failed RTSP logins towards the same lockout.
 AUTH_FAILED_KEY = "auth_failed_at"
 CLOSE_TIMEOUT = 1.0  # closing aiohttp sessions must not outlive a check by much
-# aiohttp's own default (5 min total) would only hide the check's deadline, which rules.
-NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
 # Some cameras (the recorded Axis Q6045-E) answer GetServices with a fault: fall back.
 GET_SERVICES_EXCEPTIONS = (zeep.exceptions.Fault, ONVIFError)
 STREAM_SETUP = {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}
@@ -148,6 +150,173 @@ class OnvifCheckError(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class ServerDisconnected(ConnectionResetError):
+    """The camera closed the connection before the reply's first byte (often a kept-alive one)."""
+
+
+# Status line and headers of a reply: the recorded cameras send under 400 bytes.
+MAX_HEAD_BYTES = 16 * 1024
+MAX_REDIRECTS = 3
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")
+_NO_VERIFY: ssl.SSLContext | None = None
+
+
+def _no_verify_tls() -> ssl.SSLContext:
+    """TLS without certificate checks, as the library does: cameras that redirect their
+    device service to HTTPS carry self-signed certificates."""
+    global _NO_VERIFY
+    if _NO_VERIFY is None:
+        _NO_VERIFY = ssl.create_default_context()
+        _NO_VERIFY.check_hostname = False
+        _NO_VERIFY.verify_mode = ssl.CERT_NONE
+    return _NO_VERIFY
+
+
+class DeviceHttp:
+    """HTTP/1.1 POSTs to a camera's device service over one kept-alive connection.
+
+    The two calls of every ONVIF check go through this rather than aiohttp: with a new
+    aiohttp session for them a check cost about 1.5 times the CPU (docs/performance-camera.md),
+    and a camera check's budget is a tenth of an ffmpeg grab. It reads what device services
+    send: Content-Length, chunked, or a body up to the close; interim 1xx replies skipped;
+    redirects followed (the POST kept, as SOAP needs; to HTTPS without a certificate check,
+    as the library). The caller's deadline rules: no timeout here.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[str, str, int] | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    def close(self) -> None:
+        """Drop the connection at once (no TLS goodbye to wait for)."""
+        if self._writer is not None:
+            self._writer.transport.abort()
+        self._key = self._reader = self._writer = None
+
+    async def post(self, url: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+        """(status, body) of a POST to `url`, redirects followed."""
+        for _ in range(MAX_REDIRECTS + 1):
+            status, location, reply = await self._exchange(url, body, content_type)
+            if status not in REDIRECTS or not location:
+                return status, reply
+            url = urljoin(url, location)
+        raise OnvifCheckError("bad_reply", f"more than {MAX_REDIRECTS} redirects")
+
+    async def _exchange(self, url: str, body: bytes, content_type: str
+                        ) -> tuple[int, str, bytes]:
+        parts = urlsplit(url)
+        host, scheme = parts.hostname, parts.scheme.lower()
+        try:
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError:
+            host = None
+        if scheme not in ("http", "https") or not host:
+            raise OnvifCheckError("bad_reply", "redirected to an address that is not HTTP")
+        if self._key != (scheme, host, port):
+            self.close()
+            self._reader, self._writer = await asyncio.open_connection(
+                host, port, ssl=_no_verify_tls() if scheme == "https" else None,
+                limit=MAX_HEAD_BYTES)
+            self._key = (scheme, host, port)
+        reader, writer = self._reader, self._writer
+        assert reader is not None and writer is not None
+        authority = f"[{host}]" if ":" in host else host
+        if parts.port:
+            authority += f":{port}"
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: camnet\r\n"
+                     f"Accept: */*\r\nContent-Type: {content_type}\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body)
+        try:
+            await writer.drain()
+            version, status, headers = await self._head(reader)
+            reply, framed = await self._body(reader, status, headers)
+        except BaseException:
+            self.close()
+            raise
+        if not framed or version != "HTTP/1.1" or "close" in headers.get("connection", "").lower():
+            self.close()
+        return status, headers.get("location", ""), reply
+
+    @staticmethod
+    async def _line(reader: asyncio.StreamReader, first: bool = False) -> bytes:
+        try:
+            return (await reader.readuntil(b"\n")).rstrip(b"\r\n")
+        except asyncio.IncompleteReadError as e:
+            if first and not e.partial:
+                raise ServerDisconnected("closed before answering") from None
+            raise OnvifCheckError("bad_reply", "the camera dropped the connection "
+                                               "mid-reply") from None
+        except asyncio.LimitOverrunError:
+            raise OnvifCheckError("bad_reply", "reply header line over "
+                                               f"{MAX_HEAD_BYTES} bytes") from None
+
+    async def _head(self, reader: asyncio.StreamReader) -> tuple[str, int, dict[str, str]]:
+        """The status line and headers (names lower-cased), interim 1xx replies skipped."""
+        first = True
+        while True:
+            line = await self._line(reader, first)
+            first = False
+            version, _, rest = line.partition(b" ")
+            code = rest[:3]
+            if not version.startswith(b"HTTP/1.") or not code.isdigit() or rest[3:4] not in (
+                    b"", b" "):
+                raise OnvifCheckError("bad_reply", "not an HTTP reply")
+            headers: dict[str, str] = {}
+            size = len(line)
+            while line := await self._line(reader):
+                size += len(line)
+                if size > MAX_HEAD_BYTES:
+                    raise OnvifCheckError("bad_reply", f"reply headers over {MAX_HEAD_BYTES} "
+                                                       "bytes")
+                name, sep, value = line.decode("latin-1").partition(":")
+                if sep:
+                    headers[name.strip().lower()] = value.strip()
+            if not 100 <= int(code) < 200:
+                return version.decode("latin-1"), int(code), headers
+
+    async def _body(self, reader: asyncio.StreamReader, status: int, headers: dict[str, str]
+                    ) -> tuple[bytes, bool]:
+        """The reply's body, at most MAX_REPLY_BYTES (else ReplyTooLarge), and whether it was
+        framed (Content-Length or chunked) so the connection can carry another request."""
+        try:
+            if status in (204, 304):
+                return b"", True
+            if "chunked" in headers.get("transfer-encoding", "").lower():
+                body = bytearray()
+                while True:
+                    size = (await self._line(reader)).split(b";", 1)[0].strip()
+                    if not CHUNK_SIZE.fullmatch(size):
+                        raise OnvifCheckError("bad_reply", "malformed chunked reply")
+                    n = int(size, 16)
+                    if not n:
+                        while await self._line(reader):  # trailers
+                            pass
+                        return bytes(body), True
+                    if len(body) + n > MAX_REPLY_BYTES:
+                        raise ReplyTooLarge(f"reply larger than {MAX_REPLY_BYTES} bytes")
+                    body += await reader.readexactly(n)
+                    await self._line(reader)
+            length = headers.get("content-length")
+            if length is not None:
+                if not length.isdigit():
+                    raise OnvifCheckError("bad_reply", "malformed Content-Length")
+                if int(length) > MAX_REPLY_BYTES:
+                    raise ReplyTooLarge(f"reply of {length} bytes announced")
+                return await reader.readexactly(int(length)), True
+            body = bytearray()
+            while chunk := await reader.read(65536):  # the body ends with the connection
+                body += chunk
+                if len(body) > MAX_REPLY_BYTES:
+                    raise ReplyTooLarge(f"reply larger than {MAX_REPLY_BYTES} bytes")
+            return bytes(body), False
+        except asyncio.IncompleteReadError:
+            raise OnvifCheckError("bad_reply", "the camera dropped the connection "
+                                               "mid-reply") from None
 
 
 def classify(exc: BaseException) -> tuple[str, str]:
@@ -265,7 +434,7 @@ def _fault(body: Any) -> OnvifCheckError | None:
     return OnvifCheckError("fault", f"SOAP fault: {reason[:200]}")
 
 
-async def _device_call(http: aiohttp.ClientSession, url: str, operation: str,
+async def _device_call(http: DeviceHttp, url: str, operation: str,
                        login: tuple[str, str, float] | None = None) -> Any:
     """One device-service request without arguments, signed with `login` (user, password,
     clock offset) when given: the reply's `<operation>Response` element."""
@@ -276,12 +445,9 @@ async def _device_call(http: aiohttp.ClientSession, url: str, operation: str,
                     f'{header}<s:Body><tds:{operation} xmlns:tds="{DEVICE_NS}"/></s:Body>'
                     "</s:Envelope>")
         try:
-            async with http.post(url, data=envelope.encode(),
-                                 headers={"Content-Type": content_type}) as response:
-                status = response.status
-                reply = await _read_capped(response)
+            status, reply = await http.post(url, envelope.encode(), content_type)
             break
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError):
+        except (ConnectionResetError, BrokenPipeError):  # ServerDisconnected too
             # Cameras close kept-alive connections without saying so, seen at the request's
             # start or mid-send (the library retries both): once more on a new connection,
             # with a fresh nonce.
@@ -337,9 +503,7 @@ async def _session(target: Target, state: dict[str, Any], want_identity: bool,
     url = _device_url(target)
     user, password = _credentials(target)
     # One connection for both calls; the deadline is the caller's (asyncio.timeout_at).
-    # ssl=False as in the library: a camera redirecting to HTTPS has a self-signed certificate.
-    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1, ssl=False),
-                                 timeout=NO_TIMEOUT, cookie_jar=aiohttp.DummyCookieJar())
+    http = DeviceHttp()
     try:
         before = time.time()
         sdt = await _device_call(http, url, "GetSystemDateAndTime")
@@ -368,9 +532,7 @@ async def _session(target: Target, state: dict[str, Any], want_identity: bool,
                 result.debug(f"GetDeviceInformation: {facts.identity['vendor']} "
                              f"{facts.identity['model']}")
     finally:
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await http.close()
+        http.close()
     if want_uri:
         cam = _camera(target)
         try:

@@ -1,7 +1,7 @@
 """ONVIF check against the lab's replayed Hikvision and Axis cameras and against broken peers.
 
 The broken peers replay recorded SOAP faults from /work/shared/onvif-captures (via the lab's
-vendored copy) or misbehave at the TCP level; addresses 127.0.12.39-49.
+vendored copy) or misbehave at the TCP level; addresses 127.0.12.37-49.
 """
 
 from __future__ import annotations
@@ -383,6 +383,123 @@ async def test_a_dropped_kept_alive_connection_is_retried_once() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def http_camera(host: str, reply: Callable[[bytes], bytes], port: int = 8080,
+                      close: bool = False) -> AsyncIterator[list[bytes]]:
+    """A device service written by hand (framings aiohttp's server never sends): each request
+    (head and body, as received) is yielded in the list; `reply(request)` is written back
+    raw, and the connection closed after it when `close` or when the reply is HTTP/1.0."""
+    requests: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                request = head + await reader.readexactly(int(length.group(1)) if length else 0)
+                requests.append(request)
+                answer = reply(request)
+                writer.write(answer)
+                await writer.drain()
+                if close or answer.startswith(b"HTTP/1.0"):
+                    break
+        writer.close()
+
+    server = await asyncio.start_server(handle, host, port)
+    try:
+        yield requests
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def answer_of(request: bytes) -> bytes:
+    """The recorded Hikvision answer to the operation in `request`."""
+    op = "GetSystemDateAndTime" if b"GetSystemDateAndTime" in request else "GetDeviceInformation"
+    return captured("hikvision", "core", f"{op}.Response.xml").encode()
+
+
+def chunked(body: bytes, size: int = 100) -> bytes:
+    parts = [b"%x;ext=1\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size])
+             for i in range(0, len(body), size)]
+    return b"".join(parts) + b"0\r\nX-Trailer: yes\r\n\r\n"
+
+
+async def test_replies_in_every_http_framing() -> None:
+    """Chunked (with extensions and trailers, after an interim 100), bare-LF headers,
+    HTTP/1.0 up to the close: all read whole; a kept-alive connection carries both calls,
+    one that the camera closes is opened again."""
+    def framed(request: bytes) -> bytes:
+        body = answer_of(request)
+        if b"GetSystemDateAndTime" in request:
+            return (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body))
+        return b"HTTP/1.1 200 OK\nContent-Length: %d\n\n%s" % (len(body), body)
+
+    t = target("127.0.12.38", rtsp_url="rtsp://127.0.12.38/stream")
+    async with http_camera("127.0.12.38", framed) as requests:
+        result = await run(t)
+    assert result.success and result.facts["model"] == "DS-2DF7276-AEL", result.message
+    assert len(requests) == 2
+    assert requests[0].startswith(b"POST /onvif/device_service HTTP/1.1\r\n")
+    assert b"\r\nHost: 127.0.12.38:8080\r\n" in requests[0]
+
+    def http10(request: bytes) -> bytes:
+        return b"HTTP/1.0 200 OK\r\nContent-Type: application/soap+xml\r\n\r\n" + answer_of(
+            request)
+
+    async with http_camera("127.0.12.38", http10) as requests:
+        result = await run(t)
+    assert result.success and result.facts["model"] == "DS-2DF7276-AEL", result.message
+    assert len(requests) == 2
+
+
+async def test_redirects_are_followed_with_the_post_kept() -> None:
+    """A device service that moved (307 to another address and path) is followed with the
+    SOAP request unchanged; a redirect loop ends as a bad reply, not a hang."""
+    def moved(request: bytes) -> bytes:
+        return (b"HTTP/1.1 307 Temporary Redirect\r\nLocation: "
+                b"http://127.0.12.37:8081/onvif/device?x=1\r\nContent-Length: 0\r\n\r\n")
+
+    def served(request: bytes) -> bytes:
+        body = answer_of(request)
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    t = target("127.0.12.38", rtsp_url="rtsp://127.0.12.38/stream")
+    async with http_camera("127.0.12.38", moved) as first, \
+            http_camera("127.0.12.37", served, port=8081) as second:
+        result = await run(t)
+    assert result.success and result.facts["vendor"] == "HIKVISION", result.message
+    assert len(first) == len(second) == 2
+    assert second[1].startswith(b"POST /onvif/device?x=1 HTTP/1.1\r\n")
+    assert b"<wsse:UsernameToken>" in second[1] and b"<wsse:UsernameToken>" not in second[0]
+
+    def loop(request: bytes) -> bytes:
+        return b"HTTP/1.1 302 Found\r\nLocation: /onvif/device_service\r\nContent-Length: 0\r\n\r\n"
+
+    async with http_camera("127.0.12.38", loop) as requests:
+        result = await run(t)
+    assert (result.reason, len(requests)) == ("bad_reply", onvif.MAX_REDIRECTS + 1), \
+        result.message
+    assert "redirects" in result.message
+
+
+@pytest.mark.parametrize(("reply", "says"), [
+    (b"HTTP/1.1 200 OK\r\nX-Pad: " + b"x" * 70_000 + b"\r\n\r\n", "header line over"),
+    (b"HTTP/1.1 200 OK\r\n" + b"X-Pad: xxxxxxxx\r\n" * 2_000 + b"\r\n", "headers over"),
+    (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not an HTTP reply"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "malformed chunked"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n<a>", "dropped the connection mid"),
+])
+async def test_broken_http_is_a_bad_reply(reply: bytes, says: str) -> None:
+    """Endless headers, not HTTP at all, a broken chunk, a body cut short: a bad reply that
+    says what was wrong, read no further than the limits."""
+    async with http_camera("127.0.12.38", lambda request: reply, close=True):
+        result = await run(target("127.0.12.38"))
+    assert (result.success, result.reason) == (False, "bad_reply"), result.message
+    assert says in result.message, result.message
 
 
 async def test_plain_text_500_and_garbage_are_bad_replies() -> None:
