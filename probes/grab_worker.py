@@ -10,7 +10,9 @@ a decoder, and a crashing decoder takes only this process down.
 
 Protocol on stdin/stdout (binary): the worker writes `ready\\n` once imported; then for each
 request line (JSON: url, timeout, width, jpeg, decode) it answers one JSON header line followed by
-`grey_bytes` bytes of grey frame (height × width, uint8) and `jpeg_bytes` bytes of JPEG.
+`grey_bytes` bytes of grey frame and `jpeg_bytes` bytes of JPEG. The grey frame is
+probes.image's small one (`grey_shape`, uint8; image.SMALL_WIDTH wide), and the header carries
+the measurements that need the frame at `width` (image.measure: sharpness, measured_size).
 EOF on stdin ends the worker. Nothing secret is ever written: URLs carry credentials, so
 messages use FFmpeg's error text or the client's own fixed texts, never the URL.
 """
@@ -31,7 +33,7 @@ import cv2
 import numpy as np
 from av.video.codeccontext import VideoCodecContext
 
-from probes import rtsp_client
+from probes import image, rtsp_client
 
 # Bytes of video to read while waiting for the first keyframe before giving up (a camera that
 # sends only P-frames, or garbage that parses as video, must not keep the worker forever).
@@ -261,14 +263,16 @@ def _answer(request: dict[str, Any], header: dict[str, Any], frame: av.VideoFram
     width = int(request.get("width", 640))
     out_h = max(1, round(frame.height * width / frame.width))
     grey = cv2.resize(luma, (width, out_h), interpolation=cv2.INTER_AREA)
+    measured = image.measure(grey, f"{frame.width}x{frame.height}")
     jpeg = b""
     if request.get("jpeg", True):
         small = frame.reformat(width=width, height=out_h, format="bgr24").to_ndarray()
         ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         jpeg = buf.tobytes() if ok else b""
     header.update(width=frame.width, height=frame.height, pixel_format=frame.format.name,
-                  grey_shape=list(grey.shape))
-    return header, np.ascontiguousarray(grey).tobytes(), jpeg
+                  grey_shape=list(measured.small.shape), sharpness=measured.sharpness,
+                  measured_size=measured.size)
+    return header, np.ascontiguousarray(measured.small).tobytes(), jpeg
 
 
 def _rss_bytes() -> int:

@@ -267,10 +267,9 @@ def match_view(
     return ratio, shift
 
 
-def _view(state: dict[str, Any], grey: np.ndarray) -> dict[str, Any]:
+def _view(state: dict[str, Any], key: str) -> dict[str, Any]:
     """The memory of this frame size in the camera's image state (least recently used dropped)."""
     views: dict[str, dict[str, Any]] = state.setdefault("views", {})
-    key = f"{grey.shape[1]}x{grey.shape[0]}"
     view = views.pop(key, {})
     views[key] = view  # insertion order is the order of use
     while len(views) > MAX_VIEWS:
@@ -286,15 +285,39 @@ def assess(grey: np.ndarray, settings: ImageSettings, state: dict[str, Any],
     bad checks per problem and, per frame size, the previous frame, reference view and
     sharpness baseline. A check that cannot be judged on this frame leaves its count as it was.
     """
+    size = f"{grey.shape[1]}x{grey.shape[0]}"
+    return assess_measured(measure(resize_width(grey, SHARPNESS_WIDTH), size), settings, state,
+                           now)
+
+
+@dataclass(slots=True)
+class Measured:
+    """What the picture checks need of a frame: `small` (SMALL_WIDTH wide), the sharpness at
+    SHARPNESS_WIDTH, and the decoded frame's size ("WxH"), which keys the camera's memory."""
+
+    small: np.ndarray
+    sharpness: float
+    size: str
+
+
+def measure(grey640: np.ndarray, size: str) -> Measured:
+    """The frame-only measurements of a grey frame SHARPNESS_WIDTH wide, decoded at `size`:
+    the grab worker takes them right after decoding, so only the small frame crosses the pipe
+    (a quarter of the bytes, and the frame still in the worker's cache)."""
+    return Measured(resize_width(grey640, SMALL_WIDTH), sharpness(grey640), size)
+
+
+def assess_measured(frame: Measured, settings: ImageSettings, state: dict[str, Any],
+                    now: float | None = None) -> ImageReport:
+    """`assess` on a frame the grab worker has measured already."""
     now = time.time() if now is None else now
-    view = _view(state, grey)
-    work = resize_width(grey, SHARPNESS_WIDTH)
-    small = resize_width(work, SMALL_WIDTH)
+    small = frame.small
+    view = _view(state, frame.size)
     mean, std = cv2.meanStdDev(small)
     report = ImageReport(
         brightness=float(mean[0, 0]) / 255.0,
         contrast=float(std[0, 0]) / 255.0,
-        sharpness=sharpness(work),
+        sharpness=frame.sharpness,
         structure=structure(small, settings),
     )
     cols, rows = _grid_shape(small)

@@ -138,7 +138,8 @@ class GrabError(Exception):
 
 @dataclass(slots=True)
 class Grab:
-    """One decoded keyframe: the worker's facts, a grey frame 640 px wide and a JPEG of it."""
+    """One decoded keyframe: the worker's facts, its small grey frame (image.SMALL_WIDTH wide;
+    image.measure's other results are in the header) and a JPEG of it."""
 
     header: dict[str, Any]
     grey: np.ndarray
@@ -488,6 +489,7 @@ async def _grab(target: Target, settings: RtspSettings, state: dict[str, Any], u
     state.pop("picture_failed_at", None)
     header = dict(main_res.header)
     header["picture"] = {k: pic.header.get(k) for k in ("width", "height", "keyframe_bytes")}
+    header.update(sharpness=pic.header["sharpness"], measured_size=pic.header["measured_size"])
     result.facts["picture_stream"] = redact(picture)
     return Grab(header, pic.grey, pic.jpeg)
 
@@ -589,7 +591,8 @@ async def probe_rtsp(
         state["last_frame_jpeg_time"] = now
     elif state.get("last_frame_jpeg"):
         result.artifacts["last_frame_jpeg"] = state["last_frame_jpeg"]
-    report = image.assess(grab.grey, settings.image, state.setdefault("image", {}), now)
+    measured = image.Measured(grab.grey, float(h["sharpness"]), str(h["measured_size"]))
+    report = image.assess_measured(measured, settings.image, state.setdefault("image", {}), now)
     # A suspect picture (even before it is reported) keeps the kept frame current.
     state["frame_stale"] = any(report.bad.values())
     result.add("camnet_camera_brightness_ratio", report.brightness)
