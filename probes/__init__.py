@@ -1,30 +1,26 @@
-"""Probers: one async function per protocol, all with the signature of `probes.base.Prober`."""
+"""Probers: one async function per protocol, all with the signature of `probes.base.Prober`.
+
+The registry (PROBERS, CHECKS_BY_KIND, VERDICTS, METRICS; probes.registry) is imported on first
+use: a grab worker (`python -m probes.grab_worker`) imports this package too, and needs none of
+the probers' libraries (zeep, aiohttp, lxml: about 50 MB of each worker's memory).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from probes import ap, camera, onvif, ping, rtsp, snmp
-from probes.base import CheckResult, MetricDef, Prober, Sample, Status
+if TYPE_CHECKING:
+    from probes.base import CheckResult, Sample, Status
+    from probes.registry import CHECKS_BY_KIND, METRICS, PROBERS, VERDICTS, Verdict
 
-PROBERS: dict[str, Prober] = {
-    "ping": ping.probe_ping,
-    "snmp": snmp.probe_snmp,
-    "onvif": onvif.probe_onvif,
-    "rtsp": rtsp.probe_rtsp,
-}
+__all__ = ["CHECKS_BY_KIND", "METRICS", "PROBERS", "VERDICTS", "CheckResult", "Sample", "Status",
+           "Verdict"]
 
-# Which checks a device of each kind gets, in the order a full check reports them.
-CHECKS_BY_KIND: dict[str, tuple[str, ...]] = {
-    "camera": ("ping", "onvif", "rtsp"),
-    "ap": ("ping", "snmp"),
-}
 
-Verdict = Callable[[dict[str, CheckResult]], tuple[Status, list[str], list[Sample]]]
-VERDICTS: dict[str, Verdict] = {"camera": camera.verdict, "ap": ap.verdict}
+def __getattr__(name: str) -> Any:
+    """The registry's names, imported when first asked for (PEP 562)."""
+    if name in __all__:
+        from probes import registry
 
-METRICS: dict[str, MetricDef] = {}
-for _module in (ping, snmp, onvif, rtsp, camera, ap):
-    METRICS.update(_module.METRICS)
-
-__all__ = ["CHECKS_BY_KIND", "METRICS", "PROBERS", "VERDICTS", "CheckResult", "Sample", "Status"]
+        return getattr(registry, name)
+    raise AttributeError(f"module 'probes' has no attribute {name!r}")

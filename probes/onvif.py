@@ -1,8 +1,8 @@
 """ONVIF check of a camera: clock, identity, services and stream/snapshot URIs.
 
 onvif-zeep-async quirks this module works around (FIELD-NOTES):
-- importing `onvif` calls `logging.basicConfig(INFO)`: the daemon imports `probes` (which
-  imports this module) before it configures logging;
+- importing `onvif` calls `logging.basicConfig(INFO)`: the daemon imports the probers
+  (probes.registry imports this module) before it configures logging;
 - parsing a WSDL costs 60–180 ms and MBs the first time in a process: `warm_up()` parses
   devicemgmt, media and events once at start, so no check pays it;
 - its own timeouts are 90 s: every call here runs under `asyncio.timeout_at(deadline)`;

@@ -86,7 +86,7 @@ MAX_GRABS_PER_WORKER = 1000  # recycle a worker now and then: a slow leak in FFm
 # A grab cannot finish in less (open ≈ 0.1 s plus the worker's margin): with less time left,
 # starting one would only get a healthy worker killed at the deadline (≈ 1 s of CPU to replace).
 MIN_GRAB_TIME = WORKER_MARGIN + 0.2
-# Idle workers beyond the warm-up count (≈ 110 MB each) are stopped after this long unused:
+# Idle workers beyond the warm-up count (≈ 85–90 MB each) are stopped after this long unused:
 # a burst of hanging cameras does not leave a dozen decoders resident for good.
 IDLE_TTL = 120.0
 FRAME_WIDTH = image.SHARPNESS_WIDTH
