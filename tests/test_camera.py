@@ -411,6 +411,9 @@ async def test_picture_checks_read_the_sub_stream(
     assert problems == set()
     assert "picture_stream" not in results["rtsp"].facts
     assert results["rtsp"].facts["width"] == 1280
+    # The two streams' pictures are remembered apart (previous frame, reference view,
+    # sharpness baseline), though both are measured at 640 px wide: they do not compare.
+    assert list(cam.state["image"]["views"]) == ["640x360", "1280x720"]
 
 
 @pytest.mark.lab
