@@ -9,7 +9,8 @@ Decoders hang on a camera that stalls mid-stream and their own timeouts are unre
 a decoder, and a crashing decoder takes only this process down.
 
 Protocol on stdin/stdout (binary): the worker writes `ready\\n` once imported; then for each
-request line (JSON: url, timeout, width, jpeg, decode) it answers one JSON header line followed by
+request line (JSON: url, timeout, width, jpeg, decode, and optionally picture: {url, timeout},
+see grab_pair) it answers one JSON header line followed by
 `grey_bytes` bytes of grey frame and `jpeg_bytes` bytes of JPEG. The grey frame is
 probes.image's small one (`grey_shape`, uint8; image.SMALL_WIDTH wide), and the header carries
 the measurements that need the frame at `width` (image.measure: sharpness, measured_size).
@@ -24,6 +25,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from typing import Any, BinaryIO, cast
 
@@ -275,6 +277,31 @@ def _answer(request: dict[str, Any], header: dict[str, Any], frame: av.VideoFram
     return header, np.ascontiguousarray(measured.small).tobytes(), jpeg
 
 
+def grab_pair(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
+    """The main stream's keyframe waited for (in a thread) while the picture stream's is
+    decoded (`picture`: url, timeout): one request, one process woken, for a camera whose
+    picture is judged on a smaller stream (probes.rtsp._grab). The header is the main
+    stream's, with the picture stream's under `picture` and, when it decoded, its frame's
+    shape and measurements at the top level beside the frame itself."""
+    box: dict[str, dict[str, Any]] = {}
+
+    def wait_for_main() -> None:
+        box["main"] = grab({**request, "decode": False, "jpeg": False})[0]
+
+    main = threading.Thread(target=wait_for_main, name="main-stream", daemon=True)
+    main.start()
+    picture = request["picture"]
+    pic, grey, jpeg = grab({**request, "url": picture["url"], "timeout": picture["timeout"]})
+    main.join()  # bounded by the main stream's own time limit
+    header = box.get("main") or {"ok": False, "reason": "decoder_crashed",
+                                 "message": "the main-stream wait failed"}
+    header["picture"] = pic
+    if not pic.get("ok"):
+        return header, b"", b""
+    header.update({k: pic[k] for k in ("grey_shape", "sharpness", "measured_size")})
+    return header, grey, jpeg
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -287,7 +314,8 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
     for line in stdin:
         if not line.strip():
             continue
-        header, grey, jpeg = grab(json.loads(line))
+        request = json.loads(line)
+        header, grey, jpeg = grab_pair(request) if request.get("picture") else grab(request)
         header["grey_bytes"] = len(grey)
         header["jpeg_bytes"] = len(jpeg)
         header["rss_bytes"] = _rss_bytes()

@@ -268,12 +268,16 @@ class GrabPool:
 
     async def grab(self, url: str, deadline: float, transport: str = "tcp",
                    jpeg: bool = True, worker_timeout: float | None = None,
-                   decode: bool = True) -> Grab:
+                   decode: bool = True, picture: tuple[str, float] | None = None) -> Grab:
         """One keyframe from `url` before `deadline` (loop time), or GrabError; never hangs.
 
-        `decode=False` only waits for the keyframe (no frame comes back). `worker_timeout`
-        overrides the worker's own time limit (benchmarks use a long one to exercise the kill
-        path: the deadline is enforced here whatever the worker does).
+        `decode=False` only waits for the keyframe (no frame comes back). With `picture`
+        (url, deadline) the same worker waits for `url`'s keyframe while it decodes the
+        picture stream's: the frame is the picture stream's, the facts `url`'s, and the
+        picture stream's own outcome is `header["picture"]` (no frame when it failed; a
+        GrabError only when `url` fails). `worker_timeout` overrides the worker's own time
+        limit (benchmarks use a long one to exercise the kill path: the deadline is enforced
+        here whatever the worker does).
         """
         sem = self._sem  # released to the very semaphore acquired, whatever resize() does
         try:
@@ -285,13 +289,14 @@ class GrabPool:
         self._holding += 1
         try:
             return await self._grab_with_slot(url, deadline, transport, jpeg, worker_timeout,
-                                              decode)
+                                              decode, picture)
         finally:
             self._holding -= 1
             sem.release()
 
     async def _grab_with_slot(self, url: str, deadline: float, transport: str, jpeg: bool,
-                              worker_timeout: float | None, decode: bool) -> Grab:
+                              worker_timeout: float | None, decode: bool,
+                              picture: tuple[str, float] | None) -> Grab:
         if deadline - self.loop.time() < MIN_GRAB_TIME:
             raise GrabError("timeout", "too little time left before the deadline for a grab")
         worker = self._take_idle()
@@ -305,8 +310,12 @@ class GrabPool:
         self._busy.add(worker)
         remaining = deadline - self.loop.time() - WORKER_MARGIN
         limit = worker_timeout if worker_timeout is not None else max(0.2, remaining)
-        req = {"url": url, "timeout": limit, "transport": transport,
-               "width": FRAME_WIDTH, "jpeg": jpeg and decode, "decode": decode}
+        req: dict[str, Any] = {"url": url, "timeout": limit, "transport": transport,
+                               "width": FRAME_WIDTH, "jpeg": jpeg and decode, "decode": decode}
+        if picture is not None:
+            pic_url, pic_deadline = picture
+            req["picture"] = {"url": pic_url, "timeout": max(
+                0.2, min(limit, pic_deadline - self.loop.time() - WORKER_MARGIN))}
         try:
             async with asyncio.timeout_at(deadline):
                 header, grey, jpeg_bytes = await worker.request(req)
@@ -443,55 +452,40 @@ async def _grab(target: Target, settings: RtspSettings, state: dict[str, Any], u
                 picture: str | None, deadline: float, result: CheckResult) -> Grab:
     """The main stream's keyframe, decoded, or waited for while the picture stream's is.
 
-    With a picture stream both are read at once (the wall time stays one keyframe interval);
-    the main stream's facts (codec, size, rate, time to first frame) are the camera's, the
-    frame is the picture stream's. A picture stream that fails is set aside for
-    `picture_retry` and the main stream is decoded at once, beside the keyframe wait already
-    running (the picture stream gets half the time left, so a hanging one leaves time for
-    that). If that decode misses the deadline too, the main stream's keyframe still shows the
-    camera streams: a Grab without a frame, the picture not judged this time.
+    With a picture stream one worker reads both at once (the wall time stays one keyframe
+    interval); the main stream's facts (codec, size, rate, time to first frame) are the
+    camera's, the frame is the picture stream's. A picture stream that fails is set aside for
+    `picture_retry` and the main stream is decoded with the time left (the picture stream
+    gets half the time, so a hanging one leaves time for that). If that decode misses the
+    deadline too, the main stream's keyframe still shows the camera streams: a Grab without a
+    frame, the picture not judged this time.
     """
     pool = get_pool()
     jpeg = frame_due(settings, state, time.time())
     main = with_credentials(uri, target)
     if picture is None:
         return await pool.grab(main, deadline, settings.transport, jpeg=jpeg)
-    loop = asyncio.get_running_loop()
-    now = loop.time()
-    main_task = loop.create_task(pool.grab(main, deadline, settings.transport, decode=False))
-    pic_task = loop.create_task(pool.grab(with_credentials(picture, target),
-                                          now + (deadline - now) / 2, settings.transport,
-                                          jpeg=jpeg))
-    try:
+    now = asyncio.get_running_loop().time()
+    both = await pool.grab(main, deadline, settings.transport, jpeg=jpeg,
+                           picture=(with_credentials(picture, target), now + (deadline - now) / 2))
+    pic = both.header.get("picture") or {}
+    if not pic.get("ok"):
+        reason = str(pic.get("reason") or "bad_reply")
+        state["picture_failed_at"] = time.monotonic()
+        result.facts["picture_stream_error"] = f"{reason}: {pic.get('message', '')}"
+        result.debug(f"picture stream failed ({reason}): decoding the main stream")
         try:
-            pic = await pic_task
-        except GrabError as e:
-            state["picture_failed_at"] = time.monotonic()
-            result.facts["picture_stream_error"] = f"{e.reason}: {e}"
-            result.debug(f"picture stream failed ({e.reason}): decoding the main stream")
-            fallback: Grab | GrabError
-            try:
-                fallback = await pool.grab(main, deadline, settings.transport, jpeg=jpeg)
-            except GrabError as fe:
-                fallback = fe
-            if isinstance(fallback, Grab):
-                await asyncio.gather(main_task, return_exceptions=True)
-                return fallback
-            main_only = await main_task  # its GrabError, if any, is the camera's verdict
-            result.debug(f"main stream not decoded either ({fallback.reason}): picture not judged")
+            return await pool.grab(main, deadline, settings.transport, jpeg=jpeg)
+        except GrabError as fallback:
+            result.debug(f"main stream not decoded either ({fallback.reason}): picture not "
+                         "judged")
             result.facts["picture_not_checked"] = f"{fallback.reason}: {fallback}"
-            return main_only
-        main_res = await main_task
-    finally:  # cancelled, or a prober bug: no grab outlives the check
-        for task in (main_task, pic_task):
-            task.cancel()
-        await asyncio.gather(main_task, pic_task, return_exceptions=True)
+            return both  # the main stream's keyframe arrived: no frame, its facts
     state.pop("picture_failed_at", None)
-    header = dict(main_res.header)
-    header["picture"] = {k: pic.header.get(k) for k in ("width", "height", "keyframe_bytes")}
-    header.update(sharpness=pic.header["sharpness"], measured_size=pic.header["measured_size"])
+    header = dict(both.header)
+    header["picture"] = {k: pic.get(k) for k in ("width", "height", "keyframe_bytes")}
     result.facts["picture_stream"] = redact(picture)
-    return Grab(header, pic.grey, pic.jpeg)
+    return Grab(header, both.grey, both.jpeg)
 
 
 def frame_due(settings: RtspSettings, state: dict[str, Any], now: float) -> bool:

@@ -417,6 +417,28 @@ async def test_picture_checks_read_the_sub_stream(
 
 
 @pytest.mark.lab
+async def test_both_streams_go_to_one_worker_request(
+        clean: Lab, camcfg: LoadedConfig, pool: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The main stream waited for and the picture stream decoded are one worker request: one
+    pipe round trip and one process woken per check (docs/performance-camera.md)."""
+    cam = Camera(camcfg, "cam-a")
+    await cam.checks(1)  # ONVIF announces the sub-stream
+    requests: list[dict[str, Any]] = []
+    real = rtsp._Worker.request
+
+    async def request(self: Any, req: dict[str, Any]) -> Any:
+        requests.append(req)
+        return await real(self, req)
+
+    monkeypatch.setattr(rtsp._Worker, "request", request)
+    status, _, results = await cam.checks(1)
+    assert status == Status.OK and "picture_stream" in results["rtsp"].facts
+    assert len(requests) == 1, requests
+    assert "/Streaming/Channels/102?" in requests[0]["picture"]["url"]
+    assert "/Streaming/Channels/102?" not in requests[0]["url"]
+
+
+@pytest.mark.lab
 async def test_a_failing_picture_stream_falls_back_to_the_main_stream(
         clean: Lab, camcfg: LoadedConfig, pool: Any) -> None:
     """A picture stream that fails (here: a channel the camera does not serve) costs no check:
@@ -451,24 +473,28 @@ async def test_a_hanging_picture_stream_leaves_time_for_the_main_stream(
     hanging = str(clean.camera("cam-c")["rtsp"])
     cam.target.options["picture_url"] = hanging
     loop = asyncio.get_running_loop()
-    given: list[tuple[str, bool, float]] = []  # (which, decode, seconds given) per grab
+    # Per worker request: (the picture stream read beside the main one, seconds given to the
+    # main stream, seconds given to the picture stream).
+    given: list[tuple[bool, float, float | None]] = []
     real_grab = pool.grab
 
-    async def grab(url: str, deadline: float, *args: Any, **kwargs: Any) -> Any:
-        which = "picture" if url.endswith(hanging.split("://", 1)[1]) else "main"
-        given.append((which, kwargs.get("decode", True), deadline - loop.time()))
-        return await real_grab(url, deadline, *args, **kwargs)
+    async def grab(u: str, deadline: float, *args: Any, **kwargs: Any) -> Any:
+        picture = kwargs.get("picture")
+        assert not u.endswith(hanging.split("://", 1)[1])  # the hanging one is never the main
+        given.append((picture is not None and picture[0].endswith(hanging.split("://", 1)[1]),
+                      deadline - loop.time(), picture[1] - loop.time() if picture else None))
+        return await real_grab(u, deadline, *args, **kwargs)
 
     pool.grab = grab
     status, problems, results = await cam.check()
     assert (status, problems) == (Status.OK, set()), results["rtsp"].facts
     assert results["rtsp"].facts["picture_stream_error"].startswith("timeout"), results["rtsp"].facts
     assert results["rtsp"].facts["width"] == 1280 and "picture_stream" not in results["rtsp"].facts
-    # The main stream waited for with the whole time, the picture stream given half of it,
-    # then the main stream decoded with what the picture stream left.
-    (w1, d1, t1), (w2, d2, t2), (w3, d3, t3) = given
-    assert (w1, d1, w2, d2, w3, d3) == ("main", False, "picture", True, "main", True), given
-    assert t2 <= 0.55 * t1 and t3 >= 0.4 * t1, given
+    # One request: the main stream waited for with the whole time, the picture stream given
+    # half of it; then the main stream decoded with what the picture stream left.
+    (pair, t1, p1), (alone, t2, p2) = given
+    assert pair and p1 is not None and p1 <= 0.55 * t1, given
+    assert not alone and p2 is None and t2 >= 0.4 * t1, given
 
 
 @pytest.mark.lab
@@ -488,7 +514,7 @@ async def test_main_stream_alive_without_a_decoded_picture_holds_the_picture_ver
     decodes: list[str] = []
 
     async def grab(u: str, deadline: float, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("decode", True) and "Channels/999" not in u:
+        if kwargs.get("picture") is None and kwargs.get("decode", True):  # the fallback
             decodes.append(u)
             raise rtsp.GrabError("timeout", "no frame before the deadline (decoder killed)")
         return await real_grab(u, deadline, *args, **kwargs)
