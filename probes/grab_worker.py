@@ -47,6 +47,9 @@ PARSE_BYTES = 4096
 MAX_DEMUX_ONLY = 1024
 _demux_only: set[str] = set()
 PR_SET_PDEATHSIG = 1
+# Beyond its own time limit, how long a picture stream may take to give up before it counts
+# as stalled (grab_pair): FFmpeg's interrupt callback answers within a few hundred ms.
+PICTURE_GRACE = 0.5
 
 
 def _die_with_parent() -> None:
@@ -278,23 +281,33 @@ def _answer(request: dict[str, Any], header: dict[str, Any], frame: av.VideoFram
 
 
 def grab_pair(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
-    """The main stream's keyframe waited for (in a thread) while the picture stream's is
-    decoded (`picture`: url, timeout): one request, one process woken, for a camera whose
-    picture is judged on a smaller stream (probes.rtsp._grab). The header is the main
-    stream's, with the picture stream's under `picture` and, when it decoded, its frame's
-    shape and measurements at the top level beside the frame itself."""
-    box: dict[str, dict[str, Any]] = {}
+    """The main stream's keyframe waited for while the picture stream's is decoded in a thread
+    (`picture`: url, timeout): one request, one process woken, for a camera whose picture is
+    judged on a smaller stream (probes.rtsp._grab). The header is the main stream's, with the
+    picture stream's under `picture` and, when it decoded, its frame's shape and measurements
+    at the top level beside the frame itself.
 
-    def wait_for_main() -> None:
-        box["main"] = grab({**request, "decode": False, "jpeg": False})[0]
-
-    main = threading.Thread(target=wait_for_main, name="main-stream", daemon=True)
-    main.start()
+    A picture stream whose decoder stalls past its own time limit (FFmpeg's demuxer can) does
+    not hold the main stream's answer: it is reported as a timeout and the header says
+    `retire`, so the parent replaces this worker (the stalled thread cannot be stopped).
+    """
+    started = time.monotonic()
     picture = request["picture"]
-    pic, grey, jpeg = grab({**request, "url": picture["url"], "timeout": picture["timeout"]})
-    main.join()  # bounded by the main stream's own time limit
-    header = box.get("main") or {"ok": False, "reason": "decoder_crashed",
-                                 "message": "the main-stream wait failed"}
+    box: dict[str, tuple[dict[str, Any], bytes, bytes]] = {}
+
+    def read_picture() -> None:
+        box["picture"] = grab({**request, "url": picture["url"], "timeout": picture["timeout"]})
+
+    reader = threading.Thread(target=read_picture, name="picture-stream", daemon=True)
+    reader.start()
+    header = grab({**request, "decode": False, "jpeg": False})[0]
+    reader.join(max(0.0, started + float(picture["timeout"]) + PICTURE_GRACE - time.monotonic()))
+    if "picture" not in box:
+        header["picture"] = {"ok": False, "reason": "timeout",
+                             "message": "the picture stream's decoder stalled"}
+        header["retire"] = True
+        return header, b"", b""
+    pic, grey, jpeg = box["picture"]
     header["picture"] = pic
     if not pic.get("ok"):
         return header, b"", b""

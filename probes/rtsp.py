@@ -329,8 +329,8 @@ class GrabPool:
             self._discard(worker)
             raise
         self._busy.discard(worker)
-        if worker.grabs >= MAX_GRABS_PER_WORKER:
-            self._discard(worker)
+        if worker.grabs >= MAX_GRABS_PER_WORKER or header.get("retire"):
+            self._discard(worker)  # retire: a picture stream's decoder is stuck in it
         else:
             self._put_idle(worker)
         if not header.get("ok"):

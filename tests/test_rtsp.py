@@ -328,6 +328,23 @@ def test_a_worker_loads_only_the_decoder_side() -> None:
     assert proc.stdout.strip() == "", proc.stdout
 
 
+async def test_a_worker_that_asks_to_be_retired_is_replaced(
+        pool: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker whose picture-stream thread stalled says `retire`: the pool stops it after
+    that answer instead of handing it the next grab."""
+    await pool.start(1)
+    worker_pid = pool.worker_pids()[0]
+
+    async def stalled_answer(self: Any, req: dict[str, Any]) -> Any:
+        return {"ok": True, "retire": True, "grey_shape": [0, 0]}, b"", b""
+
+    monkeypatch.setattr(rtsp._Worker, "request", stalled_answer)
+    loop = asyncio.get_running_loop()
+    await pool.grab("rtsp://127.0.12.29:8554/x", loop.time() + 5)
+    assert worker_pid not in pool.worker_pids()
+    assert pool.killed == 1
+
+
 def test_an_orphaned_worker_exits_at_once() -> None:
     """A worker whose parent died before it could ask to die with it (re-parented) exits."""
     env = {**os.environ, "PYTHONPATH": str(rtsp.PROJECT_ROOT)}

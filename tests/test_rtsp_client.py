@@ -467,3 +467,26 @@ def test_sdp_controls_and_parameter_sets() -> None:
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-v"]))
+
+
+def test_a_stalled_picture_stream_does_not_hold_the_main_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A picture stream whose decoder stalls past its own time limit (FFmpeg's demuxer can) is
+    a timeout once its grace is over; the main stream's answer comes back, and the worker asks
+    to be retired (the stalled thread cannot be stopped)."""
+    from probes import grab_worker
+
+    def stall_the_picture(req: dict[str, Any]) -> Any:
+        if req["url"] == "rtsp://picture":
+            time.sleep(req["timeout"] + grab_worker.PICTURE_GRACE + 2.0)  # deaf to its limit
+            return {"ok": True}, b"x", b""
+        return {"ok": True, "codec": "h264", "width": 1280, "grey_shape": [0, 0]}, b"", b""
+
+    monkeypatch.setattr(grab_worker, "grab", stall_the_picture)
+    started = time.monotonic()
+    header, grey, jpeg = grab_worker.grab_pair(
+        {"url": "rtsp://main", "timeout": 8.0, "picture": {"url": "rtsp://picture", "timeout": 0.2}})
+    took = time.monotonic() - started
+    assert (header["ok"], header["width"], grey, jpeg) == (True, 1280, b"", b"")
+    assert header["picture"]["reason"] == "timeout" and header["retire"] is True
+    assert took < 0.2 + grab_worker.PICTURE_GRACE + 1.0, took  # not the stall's 2.7 s
