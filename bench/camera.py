@@ -21,14 +21,16 @@ Hikvision announces a 640x360 sub-stream, which `auto` leaves alone at 4x fewer 
 (second row: `sub`). ffmpeg and the floor always read the main stream.
 
 It starts a private lab on 127.0.12.21-24 (control 127.0.12.252:9839). CPU: camnet's side and
-the floor from this process's process_time, the grab workers' from /proc/PID/task/*/schedstat
-(ns), ffmpeg's from rusage. Targets (issue #5): CPU ≤ 0.1 × ffmpeg's; wall ≤ one keyframe interval + 0.3 s.
+the floor from this process's process_time, the grab workers' from their CPU-time clocks
+(clock_getcpuclockid, ns, exited threads included), ffmpeg's from rusage. Targets (issue #5):
+CPU ≤ 0.1 × ffmpeg's; wall ≤ one keyframe interval + 0.3 s.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import os
 import resource
 import statistics
@@ -78,16 +80,23 @@ cameras:
     return path
 
 
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
 def proc_cpu(pid: int) -> float:
-    """CPU seconds of a live process, all its threads, from schedstat (ns; 0 when it is gone)."""
-    total = 0
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-    except (OSError, IndexError, ValueError):
-        pass
-    return total / 1e9
+    """CPU seconds of a live process, all its threads, exited ones included (its CPU-time
+    clock, ns; 0 when it is gone). Summing /proc/PID/task/*/schedstat missed the threads that
+    had exited: a worker's picture-stream thread lives for one grab."""
+    clock = ctypes.c_int()
+    spec = _Timespec()
+    if (_LIBC.clock_getcpuclockid(pid, ctypes.byref(clock)) != 0
+            or _LIBC.clock_gettime(clock, ctypes.byref(spec)) != 0):
+        return 0.0
+    return spec.tv_sec + spec.tv_nsec / 1e9
 
 
 def proc_rss(pid: int) -> int:

@@ -91,9 +91,9 @@ MIN_GRAB_TIME = WORKER_MARGIN + 0.2
 IDLE_TTL = 120.0
 FRAME_WIDTH = image.SHARPNESS_WIDTH
 # bench/camera.py: with the main stream 4x the sub-stream's pixels (720p and 360p) the two
-# sessions in one worker request cost about 0.7 of decoding the 720p keyframe (session 7;
-# 4-9 % less with two workers); at 9x (1080p) a fifth to a quarter. Below 4x a second session is
-# not known to pay.
+# sessions in one worker request cost 0.7-0.8 of decoding the 720p keyframe (session 7;
+# 4-9 % less with two workers); at 9x (1080p) about 0.3. Below 4x a second session is not
+# known to pay.
 AUTO_MIN_RATIO = 4.0
 
 
