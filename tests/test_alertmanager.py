@@ -262,10 +262,10 @@ def test_site_down_inhibits_camera_alerts_of_its_site(am_and_sink: tuple[Alertma
 
 def test_camnet_not_scraped_mutes_what_its_absence_ends(
         am_and_sink: tuple[Alertmanager, WebhookSink]) -> None:
-    """camnet unscraped for 5 minutes: the rules end its device alerts for want of data. The
-    police and the NOC hear neither "resolved" nor, once camnet is back and the camera and the
-    line still down, a second page; CamnetNotScraped reaches the NOC. (SiteDown carries no
-    `job` label: the inhibition must not depend on one.)"""
+    """While CamnetNotScraped fires, a device alert that ends and fires again (a camnet
+    that is back exports its devices one by one) reaches the police, the NOC and the telco
+    neither as "resolved" nor as a second page; CamnetNotScraped reaches the NOC. (SiteDown
+    carries no `job` label: the inhibition must not depend on one.)"""
     am, sink = am_and_sink
     site = {"commune": "daron", "site": "daron-01", "operator": "vnpt"}
     other = {"commune": "daron", "site": "daron-02", "operator": "viettel"}
@@ -286,12 +286,11 @@ def test_camnet_not_scraped_mutes_what_its_absence_ends(
     am.post_alerts([gone, cam, dark])
     assert sink.wait_for(lambda n: n.receiver == "noc" and "CamnetNotScraped" in n.alertnames(),
                          timeout=30)
-    # Five minutes later Prometheus ends the held alerts: no data, not a recovery.
     ended = datetime.now(UTC).isoformat()
     am.post_alerts([gone, {**cam, "endsAt": ended}, {**dark, "endsAt": ended}])
     time.sleep(4)  # more than group_interval (3 s)
-    # camnet is back, camera and line still down: both fire again while CamnetNotScraped
-    # still fires (keep_firing_for), then it ends.
+    # Camera and line still down: both fire again while CamnetNotScraped still fires
+    # (keep_firing_for), then it ends.
     am.post_alerts([gone, fire(cam["labels"]), fire(dark["labels"])])
     time.sleep(4)
     am.post_alerts([{**gone, "endsAt": datetime.now(UTC).isoformat()}])
@@ -301,3 +300,57 @@ def test_camnet_not_scraped_mutes_what_its_absence_ends(
     assert not devices, devices
     states = {a["labels"]["alertname"]: a["status"]["state"] for a in am.alerts()}
     assert states["CameraDown"] == states["SiteDown"] == "active", states
+
+
+def test_a_recovery_during_a_camnet_outage_is_told_once_camnet_is_back(
+        am_and_sink: tuple[Alertmanager, WebhookSink]) -> None:
+    """What Prometheus sends over a long camnet outage with the rules' long hold: the device
+    alerts stay firing while CamnetNotScraped does (re-sent, muted). A camera that recovered
+    meanwhile resolves once camnet reports it, still muted; when the mute lifts the police
+    are told it is back, and nobody is paged again for the camera or the line still down."""
+    am, sink = am_and_sink
+    site = {"commune": "daron", "site": "daron-01", "operator": "vnpt"}
+    other = {"commune": "daron", "site": "daron-02", "operator": "viettel"}
+    still = fire({"alertname": "CameraDown", "team": "police", "camera": "cam-daron-02",
+                  "job": "camnet", **other})
+    back = fire({"alertname": "CameraDown", "team": "police", "camera": "cam-daron-02b",
+                 "job": "camnet", **other})
+    dark = fire({"alertname": "SiteDown", "team": "noc", "severity": "critical", **site})
+    am.post_alerts([still, back, dark])
+    assert sink.wait_for(lambda n: n.receiver == "police-daron" and len(n.alerts) == 2,
+                         timeout=30)
+    assert sink.wait_for(lambda n: n.receiver == "operator-vnpt", timeout=30)
+    time.sleep(1)
+    since = time.time()
+    gone = fire({"alertname": "CamnetNotScraped", "team": "noc", "severity": "critical",
+                 "commune": "all", "site": "all", "job": "camnet", "instance": "127.0.0.1:9830"})
+    for _ in range(3):  # the outage: Prometheus re-sends what fires
+        am.post_alerts([gone, still, back, dark])
+        time.sleep(2)
+    assert sink.wait_for(lambda n: n.receiver == "noc" and "CamnetNotScraped" in n.alertnames(),
+                         timeout=30)
+    # camnet is back: cam-daron-02b reports up, its alert resolves while still muted.
+    resolved = {**back, "endsAt": datetime.now(UTC).isoformat()}
+    am.post_alerts([gone, still, resolved, dark])
+    time.sleep(4)
+    muted = [n for n in sink.snapshot() if n.received >= since and n.receiver != "noc"]
+    assert not muted, [(n.receiver, n.status) for n in muted]
+    # The mute lifts 3 minutes after camnet is back; Prometheus re-sends a resolved alert
+    # every minute for 15 minutes: a muted flush dropped it, the next re-send brings it back.
+    am.post_alerts([{**gone, "endsAt": datetime.now(UTC).isoformat()}, still, resolved, dark])
+
+    def told_back(n: Any) -> bool:
+        return n.receiver == "police-daron" and any(
+            a["labels"]["camera"] == "cam-daron-02b" and a["status"] == "resolved"
+            for a in n.alerts)
+
+    assert sink.wait_for(told_back, timeout=30)
+    time.sleep(4)
+    after = [n for n in sink.snapshot() if n.received >= since]
+    police = [n for n in after if n.receiver == "police-daron"]
+    assert len(police) == 1, [(n.status, n.alerts) for n in police]
+    # The camera still down is listed in that message as still firing: not a new page.
+    assert {a["labels"]["camera"]: a["status"] for a in police[0].alerts} == {
+        "cam-daron-02": "firing", "cam-daron-02b": "resolved"}
+    line = [n for n in after if "SiteDown" in n.alertnames()]
+    assert not line, [(n.receiver, n.status) for n in line]

@@ -899,6 +899,86 @@ def scenarios() -> list[dict[str, Any]]:
             ],
         }
     )
+    # camnet is not scraped for 40 minutes (t=200-2600, say a crashed host), far longer than
+    # the 5-minute hold and than the 15 minutes Prometheus re-sends an ended alert as
+    # resolved, after which Alertmanager forgets it. Every firing device alert stays firing
+    # while CamnetNotScraped does (Alertmanager mutes them meanwhile): none ends for want of
+    # data, so when camnet is back (devices exported from t=2660, APs from 2675) what really
+    # recovered meanwhile resolves at once, and is sent as resolved once the mute lifts,
+    # while what is still down is the same alert, never a second page.
+    def outage(before: float | str, after: float | str, back: int = 2660) -> str:
+        return values((before, 200), ("stale", 5), ("_", back - 205), (after, 400))
+
+    long_down = camera_down("daron-01", "cam-daron-01b", "mất kết nối")
+    blind = ap_down("daron-02", "ap-daron-02")
+    wrong_pw = auth_failed("tutra-03", "cam-tutra-03b")
+    drift = clock_drift("tutra-03", "cam-tutra-03", "120")
+    drift_gap = {**drift, "exp_annotations": {
+        **drift["exp_annotations"],
+        "summary": drift["exp_annotations"]["summary"].replace("120 giây ", " ")}}
+    before = {
+        "CameraDown": [camera_down("daron-01", "cam-daron-01", "mất kết nối"), long_down],
+        "SiteDown": [site_down("daron-09")],
+        "CameraAuthFailed": [wrong_pw],
+        "CameraPictureProblem": [picture_problem("tutra-03", "cam-tutra-03", "frozen")],
+        "CameraClockDrift": [drift],
+        "APDown": [blind],
+    }
+    during_outage = {
+        "CameraDown": [unnamed(camera_down("daron-01", "cam-daron-01", "không rõ")),
+                       unnamed(camera_down("daron-01", "cam-daron-01b", "không rõ"))],
+        "SiteDown": [unnamed(site_down("daron-09"))],
+        "CameraAuthFailed": [wrong_pw],
+        "CameraPictureProblem": [unnamed(picture_problem("tutra-03", "cam-tutra-03", "frozen"))],
+        "CameraClockDrift": [drift_gap],
+        "APDown": [unnamed(blind)],
+    }
+    after_outage = {
+        "CameraDown": [long_down],
+        "SiteDown": [],
+        "CameraAuthFailed": [wrong_pw],
+        "CameraPictureProblem": [],
+        "CameraClockDrift": [drift],
+        "APDown": [blind],
+    }
+    tests.append(
+        {
+            "name": "A long camnet outage ends no alert: recoveries meanwhile resolve when camnet is back",
+            "input_series": [
+                {"series": 'up{job="camnet",instance="127.0.0.1:9830"}',
+                 "values": values((1, 200), (0, 2400), (1, 600))},
+            ]
+            + [{**info, "values": outage(1, 1)} for info in site_info()]
+            + camera("daron-01", "cam-daron-01", outage(0, 1),
+                     {"unreachable": outage(1, 0)})
+            + camera("daron-01", "cam-daron-01b", outage(0, 0),
+                     {"unreachable": outage(1, 1)})
+            + ap("daron-01", "ap-daron-01", outage(1, 1, back=2675))
+            + camera("daron-02", "cam-daron-02", outage(1, 1))
+            + ap("daron-02", "ap-daron-02", outage(0, 0, back=2675))
+            + camera("daron-09", "cam-daron-09", outage(0, 1),
+                     {"unreachable": outage(1, 0)})
+            + ap("daron-09", "ap-daron-09", outage(0, 1, back=2675))
+            + camera("tutra-03", "cam-tutra-03", outage(1, 1),
+                     {"frozen": outage(1, 0), "clock_drift": outage(1, 1)})
+            + [{"series": sel("camnet_camera_clock_offset_seconds",
+                              labels("tutra-03", camera="cam-tutra-03")),
+                "values": outage(120, 120)}]
+            + camera("tutra-03", "cam-tutra-03b", outage(0, 0),
+                     {"auth_failed": outage(1, 1)}),
+            "alert_rule_test": [
+                *[check(195, name, *alerts) for name, alerts in before.items()],
+                *[check(t, name, *alerts) for t in (600, 1500, 2590, 2655)
+                  for name, alerts in during_outage.items()],
+                check(1500, "CamnetNotScraped", not_scraped("127.0.0.1:9830")),
+                # Fresh data decides at once (still muted: CamnetNotScraped fires until 2780).
+                *[check(t, name, *alerts) for t in (2690, 2800)
+                  for name, alerts in after_outage.items()],
+                check(2775, "CamnetNotScraped", not_scraped("127.0.0.1:9830")),
+                check(2790, "CamnetNotScraped"),
+            ],
+        }
+    )
     # A gap never turns a pending alert into a page: a camera and a whole site miss one poll
     # (t=190) just before camnet restarts (t=200-260). Nobody is paged.
     tests.append(
@@ -970,6 +1050,11 @@ def build() -> dict[str, Any]:
     tests = scenarios()
     for t in tests:
         t.setdefault("interval", f"{STEP}s")
+        if not any(x["series"].startswith("up{") for x in t["input_series"]):
+            # camnet is scraped throughout unless the scenario says otherwise (without `up`,
+            # CamnetNotScraped fires and the device alerts' long hold with it).
+            t["input_series"].insert(0, {"series": 'up{job="camnet",instance="127.0.0.1:9830"}',
+                                         "values": OK})
     return {
         "rule_files": ["../rules/camnet.rules.yml"],
         "evaluation_interval": f"{STEP}s",
