@@ -7,10 +7,12 @@ pysnmp's (`mode: pysnmp`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from probes.snmp_client import close_managers
 from probes.snmp_v3 import close_engines
 
 HOST = "127.0.11.20"
+LOSSY = "127.0.11.21"  # LossyLine in front of snmpd
 PORT = 1161
 PORT6 = 16161  # on ::1 (IPv6 loopback)
 AUTH_PASS = "camnet-auth-pass"
@@ -146,6 +149,94 @@ async def test_wrong_priv_key_is_auth_failed(snmpd: Path) -> None:
                                   priv_password="not-the-priv-key"))
     assert result.reason == "auth_failed"
     assert "not-the-priv-key" not in result.message
+
+
+class LossyLine(asyncio.DatagramProtocol):
+    """A UDP proxy to snmpd that drops the requests `drop` names: (kind, n), the n-th (from 1)
+    request of its kind, "discovery" (a plain probe) or "encrypted" (authPriv)."""
+
+    def __init__(self, drop: set[tuple[str, int]]) -> None:
+        self.drop = drop
+        self.seen = {"discovery": 0, "encrypted": 0}
+        self.client: tuple[str, int] | None = None
+        self.transport: asyncio.DatagramTransport | None = None
+        self.upstream: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        flags = re.search(rb"\x04\x01(.)\x02\x01\x03", data, re.S)
+        assert flags, data
+        kind = "encrypted" if flags.group(1)[0] & 0x02 else "discovery"
+        self.seen[kind] += 1
+        self.client = addr
+        if (kind, self.seen[kind]) not in self.drop and self.upstream is not None:
+            self.upstream.sendto(data)
+
+    def answer(self, data: bytes) -> None:
+        if self.transport is not None and self.client is not None:
+            self.transport.sendto(data, self.client)
+
+
+@contextlib.asynccontextmanager
+async def lossy_line(drop: set[tuple[str, int]]) -> AsyncIterator[LossyLine]:
+    """LossyLine on LOSSY:PORT in front of snmpd."""
+    loop = asyncio.get_running_loop()
+    line = LossyLine(drop)
+    front, _ = await loop.create_datagram_endpoint(lambda: line, local_addr=(LOSSY, PORT))
+
+    class Back(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            line.answer(data)
+
+    back, _ = await loop.create_datagram_endpoint(Back, remote_addr=(HOST, PORT))
+    line.upstream = back
+    try:
+        yield line
+    finally:
+        front.close()
+        back.close()
+
+
+async def _probe_lossy(drop: set[tuple[str, int]]) -> tuple[CheckResult, dict[str, int]]:
+    target = _target(version="3", username=_user("SHA", "AES"), security_level="authPriv",
+                     auth_protocol="SHA", auth_password=AUTH_PASS, priv_protocol="AES",
+                     priv_password=PRIV_PASS)
+    target = Target(target.id, target.kind, LOSSY, {}, target.auth, {"snmp_port": PORT})
+    loop = asyncio.get_running_loop()
+    async with lossy_line(drop) as line:
+        try:
+            result = await probe_snmp(target, SnmpSettings(request_timeout=0.3, retries=1), {},
+                                      loop.time() + 20)
+        finally:
+            close_managers()
+            close_engines()
+    return result, line.seen
+
+
+@pytest.mark.parametrize("lost", [
+    {("encrypted", 1), ("encrypted", 2), ("discovery", 2), ("encrypted", 3), ("encrypted", 4)},
+    {("encrypted", 1), ("encrypted", 2), ("encrypted", 3), ("discovery", 3)},
+], ids=["first-probe", "second-probe"])
+async def test_a_lossy_line_is_not_a_wrong_privacy_key(snmpd: Path,
+                                                       lost: set[tuple[str, int]]) -> None:
+    """A request lost with its retry, then one of the agent's discovery answers lost too:
+    that is the line (a timeout), not a wrong privacy key. A right key was blamed for the
+    first when a single answered discovery and one more unanswered request (with its retry)
+    sufficed, and would be for the second if one pair of probes did."""
+    result, seen = await _probe_lossy(lost)
+    assert result.reason == "timeout", (result.reason, result.message, seen)
+    assert ("discovery", seen["discovery"]) in lost, seen  # the lost probe ended the check
+
+
+async def test_a_request_answered_during_the_privacy_check_is_used(snmpd: Path) -> None:
+    """A request lost with its retry, then answered when sent again in the privacy check:
+    that answer is the request's, and the check goes on to succeed (it failed, "answers were
+    lost, then came back")."""
+    result, seen = await _probe_lossy({("encrypted", 1), ("encrypted", 2)})
+    assert result.success, (result.reason, result.message, seen)
+    assert result.facts["sys_name"] and seen["discovery"] == 2, seen
 
 
 async def test_wrong_level_is_auth_failed(snmpd: Path) -> None:
