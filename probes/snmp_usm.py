@@ -78,10 +78,11 @@ AUTH_REPORTS = {
 MAX_MESSAGE = 65507
 MAX_BOOTS_OR_TIME = 2**31 - 1  # RFC 3414: snmpEngineBoots and snmpEngineTime are 0..2^31-1
 FLAG_AUTH, FLAG_PRIV, FLAG_REPORTABLE = 0x01, 0x02, 0x04
-# Discovery/request pairs before a silent agent's privacy key is blamed (_check_privacy). On a
-# line losing 30 % of packets each way (one try in two answered), a right key is blamed after
-# 0.4 % of the requests that time out (0.49⁴ × 0.51⁴), against 6 % when one discovery answered
-# (retries allowed) and one request unanswered (retries too) sufficed; at 50 %, 0.1 % vs 22 %.
+# Discovery/request pairs before a silent agent's privacy key is blamed (_check_privacy).
+# Computed for independent losses: on a line losing 30 % of packets each way (one try in two
+# answered), a right key is blamed after 0.4 % of the requests that time out (0.49⁴ × 0.51⁴),
+# against 6 % when one discovery answered (retries allowed) and one request unanswered
+# (retries too) sufficed; at 50 %, 0.1 % against 22 %.
 PRIVACY_PROBES = 4
 
 _KU_CACHE: dict[tuple[str, bytes], bytes] = {}
