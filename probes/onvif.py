@@ -158,6 +158,7 @@ class ServerDisconnected(ConnectionResetError):
 
 # Status line and headers of a reply: the recorded cameras send under 400 bytes.
 MAX_HEAD_BYTES = 16 * 1024
+MAX_BLANK_LINES = 8  # empty lines tolerated before a status line
 MAX_REDIRECTS = 3
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")
@@ -258,8 +259,16 @@ class DeviceHttp:
     async def _head(self, reader: asyncio.StreamReader) -> tuple[str, int, dict[str, str]]:
         """The status line and headers (names lower-cased), interim 1xx replies skipped."""
         first = True
+        blank = 0
         while True:
             line = await self._line(reader, first)
+            if not line and first:
+                # Some embedded servers send a CRLF past a kept-alive reply's body: skipped
+                # before the status line, as HTTP/1.1 parsers do (RFC 9112 2.2).
+                blank += 1
+                if blank > MAX_BLANK_LINES:
+                    raise OnvifCheckError("bad_reply", "not an HTTP reply")
+                continue
             first = False
             version, _, rest = line.partition(b" ")
             code = rest[:3]

@@ -455,6 +455,16 @@ async def test_replies_in_every_http_framing() -> None:
     assert result.success and result.facts["model"] == "DS-2DF7276-AEL", result.message
     assert len(requests) == 2
 
+    def stray_crlf(request: bytes) -> bytes:
+        # Embedded servers that send a CRLF past the body of a kept-alive reply.
+        body = answer_of(request)
+        return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(body), body)
+
+    async with http_camera("127.0.12.38", stray_crlf) as requests:
+        result = await run(t)
+    assert result.success and result.facts["model"] == "DS-2DF7276-AEL", result.message
+    assert len(requests) == 2
+
 
 async def test_redirects_are_followed_with_the_post_kept() -> None:
     """A device service that moved (307 to another address and path) is followed with the
@@ -490,6 +500,7 @@ async def test_redirects_are_followed_with_the_post_kept() -> None:
     (b"HTTP/1.1 200 OK\r\nX-Pad: " + b"x" * 70_000 + b"\r\n\r\n", "header line over"),
     (b"HTTP/1.1 200 OK\r\n" + b"X-Pad: xxxxxxxx\r\n" * 2_000 + b"\r\n", "headers over"),
     (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not an HTTP reply"),
+    (b"\r\n" * 20 + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "not an HTTP reply"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "malformed chunked"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n<a>", "dropped the connection mid"),
 ])
