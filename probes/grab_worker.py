@@ -301,7 +301,10 @@ def grab_pair(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
     reader = threading.Thread(target=read_picture, name="picture-stream", daemon=True)
     reader.start()
     header = grab({**request, "decode": False, "jpeg": False})[0]
-    reader.join(max(0.0, started + float(picture["timeout"]) + PICTURE_GRACE - time.monotonic()))
+    # Never past the main stream's own limit: the parent kills the worker soon after it, and
+    # the main stream's keyframe would be lost with the stalled picture.
+    wait = min(float(picture["timeout"]) + PICTURE_GRACE, float(request.get("timeout", 10.0)))
+    reader.join(max(0.0, started + wait - time.monotonic()))
     if "picture" not in box:
         header["picture"] = {"ok": False, "reason": "timeout",
                              "message": "the picture stream's decoder stalled"}
