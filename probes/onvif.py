@@ -65,6 +65,7 @@ ONVIF_PROBLEMS = ("auth_failed", "clock_drift")
 # When the camera last rejected our credentials (monotonic); shared with the RTSP check, since
 # cameras count failed RTSP logins towards the same lockout.
 AUTH_FAILED_KEY = "auth_failed_at"
+CLOCK_DRIFT_KEY = "clock_drift"  # in the camera's state: the last clock reading's verdict
 CLOSE_TIMEOUT = 1.0  # closing aiohttp sessions must not outlive a check by much
 # Some cameras (the recorded Axis Q6045-E) answer GetServices with a fault: fall back.
 GET_SERVICES_EXCEPTIONS = (zeep.exceptions.Fault, ONVIFError)
@@ -659,6 +660,9 @@ async def probe_onvif(
     """Ask the camera's ONVIF service for its clock, identity and media URIs."""
     result = CheckResult("onvif", success=False)
     result.problems = dict.fromkeys(ONVIF_PROBLEMS, False)
+    # A check that cannot read the clock says nothing of it: the last reading stands (a lost
+    # check would otherwise end a clock-drift alert, to page it again 3 minutes later).
+    result.problems["clock_drift"] = bool(state.get(CLOCK_DRIFT_KEY, False))
     left = in_auth_backoff(settings.auth_backoff, state)
     if left:
         # Do not knock again: a camera that locks clients out would lock us out for good.
@@ -692,6 +696,7 @@ async def probe_onvif(
     result.add("camnet_camera_clock_offset_seconds", facts.clock_offset)
     if facts.clock_offset is not None:
         result.problems["clock_drift"] = abs(facts.clock_offset) > settings.max_clock_offset
+        state[CLOCK_DRIFT_KEY] = result.problems["clock_drift"]
     ident = facts.identity or state.get("identity") or {}
     if ident:
         result.add("camnet_camera_info", 1, vendor=ident["vendor"], model=ident["model"],

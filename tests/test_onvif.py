@@ -93,6 +93,16 @@ async def test_clock_offset_follows_the_camera(clean: Lab, camcfg: LoadedConfig)
     assert result.success and result.facts["vendor"] == "AXIS"
     assert result.facts["clock_offset"] == pytest.approx(-3600, abs=3)
     assert result.problems["clock_drift"]
+    # A check that cannot read the clock leaves the last reading's verdict; the next reading
+    # decides.
+    state: dict[str, Any] = {}
+    assert (await run(camcfg.target(dev), state)).problems["clock_drift"]
+    clean.fault("cam-b", "offline")
+    lost = await run(camcfg.target(dev), state)
+    assert not lost.success and lost.problems["clock_drift"], lost.message
+    clean.fault("cam-b", "ok")
+    fixed = await run(camcfg.target(dev), state)
+    assert fixed.success and not fixed.problems["clock_drift"], fixed.message
 
 
 class CountingProxy:
