@@ -49,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from monitor.daemon import run_daemon
 
         return run_daemon(args.config, log_format=args.log_format, log_level=args.log_level,
-                          listen=args.listen, early_signals=early)
+                          listen=args.listen, early_signals=early, state_dir=args.state_dir)
     finally:
         signal.signal(signal.SIGHUP, previous)
 
@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--listen", metavar="HOST:PORT", help="override server.listen (e.g. 0.0.0.0:9830 in a container)"
     )
+    run.add_argument("--state-dir", type=Path, metavar="DIR",
+                     help="override state_dir (where the cameras' picture memory is kept)")
     run.add_argument("--log-format", choices=("logfmt", "json"), default="logfmt")
     run.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     run.set_defaults(func=cmd_run)

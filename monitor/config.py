@@ -307,6 +307,9 @@ class Config(StrictModel):
     """The whole config file."""
 
     server: ServerConfig = ServerConfig()
+    # Where camnet keeps what it learned across restarts (the cameras' picture memory,
+    # monitor/memory.py); relative to this file; unset: nothing is kept.
+    state_dir: str | None = Field(default=None, min_length=1)
     defaults: DefaultsConfig = DefaultsConfig()
     communes: list[CommuneConfig] = Field(default_factory=list)
     sites: list[SiteConfig] = Field(default_factory=list)
@@ -338,6 +341,13 @@ class LoadedConfig:
             f"LoadedConfig(path={str(self.path)!r}, sites={len(c.sites)}, "
             f"cameras={len(c.cameras)}, aps={len(c.aps)}, auths={sorted(c.auths)})"
         )
+
+    @property
+    def state_dir(self) -> Path | None:
+        """`state_dir`, relative paths taken from the config file's directory; None if unset."""
+        if self.config.state_dir is None:
+            return None
+        return self.path.parent / Path(self.config.state_dir).expanduser()
 
     @property
     def devices(self) -> list[CameraConfig | ApConfig]:

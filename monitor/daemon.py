@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 from pydantic import ValidationError
 
-from monitor import __version__
+from monitor import __version__, memory
 from monitor.checks import check_device
 from monitor.config import ConfigError, LoadedConfig, ServerConfig, load_config
 from monitor.exporter import PROBE_CONCURRENCY, DeviceCollector, WebHooks, build_app, start_server
@@ -30,6 +30,7 @@ log = logging.getLogger("camnet.daemon")
 
 # SIGTERM must end the process well within 5 s (systemd and Docker wait 10 s, tests 5 s).
 SHUTDOWN_BUDGET = 3.0
+SAVE_BUDGET = 1.0  # for the picture memory, after the checks have stopped
 
 
 def config_secrets(loaded: LoadedConfig) -> list[str]:
@@ -40,9 +41,13 @@ def config_secrets(loaded: LoadedConfig) -> list[str]:
 class Daemon:
     """One camnet process: state, scheduler, metrics registry and web server."""
 
-    def __init__(self, config_path: Path, listen: str | None = None) -> None:
+    def __init__(self, config_path: Path, listen: str | None = None,
+                 state_dir: Path | None = None) -> None:
         self.config_path = config_path
         self.listen = listen
+        self.state_dir = state_dir  # overrides the config's state_dir
+        self._saver: asyncio.Task[None] | None = None
+        self._save_failed = False
         self.registry = CollectorRegistry()
         self.state = State()
         self.scheduler = Scheduler(self.state, SchedulerMetrics(self.registry))
@@ -63,9 +68,18 @@ class Daemon:
         self.stopping = asyncio.Event()
         self._reload_lock = asyncio.Lock()
 
+    def memory_path(self) -> Path | None:
+        """The picture memory's file, or None when nothing is to be kept."""
+        base = self.state_dir or (self.loaded.state_dir if self.loaded else None)
+        return base / memory.FILE_NAME if base is not None else None
+
     async def start(self, loaded: LoadedConfig) -> None:
         """Apply the first config, start the jobs and the HTTP server."""
         self._apply_loaded(loaded)
+        path = self.memory_path()
+        if path is not None:
+            await asyncio.to_thread(memory.read_into, self.state, path)
+            self._saver = asyncio.get_running_loop().create_task(self._save_every())
         await warm_up_probers(loaded)
         self.scheduler.start()
         hooks = WebHooks(
@@ -120,6 +134,28 @@ class Daemon:
                   added=len(added), changed=len(changed), removed=len(removed))
             return True, []
 
+    async def save_memory(self) -> None:
+        """Write the cameras' picture memory now (in a thread); a failure is logged once."""
+        path = self.memory_path()
+        if path is None:
+            return
+        try:
+            await asyncio.to_thread(memory.save, path, memory.snapshot(self.state))
+        except (OSError, ValueError) as e:
+            if not self._save_failed:
+                event(log, logging.WARNING, "cannot save the picture memory; a restart will "
+                      "relearn the cameras' pictures", file=str(path), error=str(e))
+            self._save_failed = True
+            return
+        if self._save_failed:
+            event(log, logging.INFO, "picture memory saved again", file=str(path))
+        self._save_failed = False
+
+    async def _save_every(self) -> None:
+        while True:
+            await asyncio.sleep(memory.SAVE_INTERVAL)
+            await self.save_memory()
+
     async def probe_now(self, rec: DeviceRecord, debug: bool = False) -> str:
         """Run every check of one device now (for /probe), without touching its stored state."""
         # A deep copy: the probers keep nested memory (the picture history, counters) that a
@@ -132,12 +168,23 @@ class Daemon:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        if self._saver is not None:
+            self._saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._saver
+            self._saver = None
         try:
             async with asyncio.timeout(SHUTDOWN_BUDGET):
                 await self.scheduler.stop()
                 await rtsp.shutdown()
         except TimeoutError:
             event(log, logging.WARNING, "some checks did not stop in time; exiting anyway")
+        # The checks have stopped: what they learned last goes to disk (≈ 10 ms).
+        try:
+            async with asyncio.timeout(SAVE_BUDGET):
+                await self.save_memory()
+        except TimeoutError:
+            event(log, logging.WARNING, "the picture memory was not saved in time")
 
 
 def grab_slots(concurrency: int) -> int:
@@ -168,7 +215,7 @@ async def warm_up_probers(loaded: LoadedConfig) -> None:
 
 
 async def serve(config_path: Path, listen: str | None = None,
-                early_signals: list[int] | None = None) -> int:
+                early_signals: list[int] | None = None, state_dir: Path | None = None) -> int:
     """Run until SIGTERM/SIGINT; SIGHUP reloads (`early_signals`: SIGHUPs before this ran)."""
     try:
         loaded = await asyncio.to_thread(load_config, config_path)
@@ -184,7 +231,7 @@ async def serve(config_path: Path, listen: str | None = None,
         except ValidationError as e:
             print(f"--listen: {e.errors()[0]['msg'].removeprefix('Value error, ')}", file=sys.stderr)
             return 1
-    daemon = Daemon(config_path, listen)
+    daemon = Daemon(config_path, listen, state_dir)
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[tuple[bool, list[str]]]] = set()
     started = False
@@ -230,9 +277,10 @@ async def serve(config_path: Path, listen: str | None = None,
 def run_daemon(
     config_path: Path, log_format: str = "logfmt", log_level: str = "info",
     listen: str | None = None, early_signals: list[int] | None = None,
+    state_dir: Path | None = None,
 ) -> int:
     """Entry point of `camnet run`."""
     import probes.onvif  # noqa: F401  (onvif's import sets up logging; ours must come after)
 
     setup_logging(log_format, log_level)
-    return asyncio.run(serve(Path(config_path), listen, early_signals))
+    return asyncio.run(serve(Path(config_path), listen, early_signals, state_dir))

@@ -234,7 +234,8 @@ def run(args: argparse.Namespace) -> int:
             print("camnet demo: lab ready; starting camnet...", flush=True)
             daemon_log = workdir / "camnet.log"
             daemon = stack.enter_context(
-                child("camnet", [*py, "run", "--config", str(args.config)], daemon_log)
+                child("camnet", [*py, "run", "--config", str(args.config), "--state-dir",
+                                 str(workdir / "camnet")], daemon_log)
             )
             wait_until("camnet", daemon, daemon_log, lambda: _daemon_ready(listen), DAEMON_START_TIMEOUT)
             print("camnet demo: camnet ready; starting Alertmanager and Prometheus...", flush=True)

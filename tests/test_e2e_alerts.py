@@ -76,6 +76,7 @@ def e2e_config(tmp: Path) -> Path:
     """The default config, daemon on our address, checks every 10 s, backoff capped at 10 s."""
     doc = yaml.safe_load((ROOT / "config" / "camnet.yaml").read_text(encoding="utf-8"))
     doc["server"]["listen"] = DAEMON
+    doc["state_dir"] = str(tmp / "state")
     for profile in doc["profiles"].values():
         for check, settings in profile.items():
             if isinstance(settings, dict):
