@@ -150,6 +150,9 @@ class UsmSession:
         # (msgID, engine ID, boots, time, authenticated) of the last message decoded: adopted
         # only once the message proved to answer our request (see _adopt).
         self._last_engine: tuple[int, bytes, int, int, bool] = (0, b"", 0, 0, False)
+        # Set when an answer came back encrypted and authenticated (late ones included, while
+        # another request waits): the agent decrypts our requests, so our keys work.
+        self.keys_work = False
 
     # ------------------------------------------------------------ keys
 
@@ -290,6 +293,8 @@ class UsmSession:
         pdu = scoped[k:sc_end]
         # Reuse the community decoder for the PDU: wrap it as a v2c message.
         inner = decode_message(_tlv(SEQUENCE, b"\x02\x01\x01\x04\x00" + pdu))
+        if flags & FLAG_PRIV:
+            self.keys_work = True
         if inner.pdu_type != REPORT:
             # An answer must come at the level we asked for (only error reports come lower).
             if self.level != "noAuthNoPriv" and not flags & FLAG_AUTH:
@@ -324,7 +329,7 @@ class UsmSession:
                               self.timeout, self.retries if retries is None else retries,
                               self.stats)
 
-    async def _discover(self, retries: int | None = None) -> None:
+    async def _discover(self, retries: int | None = None, probe: bool = False) -> None:
         msg_id = next(_msg_ids) & 0x7FFFFFFF
         pdu = _pdu(0xA0, msg_id, [])
         resp = await self._exchange(self._encode(msg_id, pdu, discovery=True), msg_id, retries)
@@ -332,6 +337,9 @@ class UsmSession:
         answered, engine_id, boots, etime, _ = self._last_engine
         if resp.pdu_type != REPORT or not engine_id or answered != msg_id:
             raise SnmpBadReply("the agent did not reveal its engine ID")
+        if probe and engine_id == self.engine.engine_id:
+            return  # a sign of life only: the time we hold came authenticated (some agents
+            # report boots and time 0 to a discovery)
         self.engine = _Engine(engine_id, boots, etime, time.monotonic())
 
     async def _check_privacy(self, pdu: tuple[int, Sequence[bytes], int, int]
@@ -342,14 +350,18 @@ class UsmSession:
         a report; a lossy line drops some of everything. So PRIVACY_PROBES pairs of single
         tries, a plain discovery probe then the encrypted request: only an agent that answers
         every probe and none of the requests is refusing our key (SnmpAuthError). A lost
-        probe ends the check (None: the caller's timeout stands); an answered request is
+        probe ends the check (None: the caller's timeout stands), and so does a late answer
+        that came back encrypted (a slow agent, not a wrong key); an answered request is
         returned, (msgID, answer), as the answer to the caller's.
         """
         pdu_type, oids, non_repeaters, max_repetitions = pdu
+        self.keys_work = False
         for _ in range(PRIVACY_PROBES):
             try:
-                await self._discover(retries=0)
+                await self._discover(retries=0, probe=True)
             except SnmpTimeout:
+                return None
+            if self.keys_work:
                 return None
             msg_id = next(_msg_ids) & 0x7FFFFFFF
             message = self._encode(msg_id, _pdu(pdu_type, msg_id, list(oids), non_repeaters,
@@ -358,6 +370,8 @@ class UsmSession:
                 return msg_id, await self._exchange(message, msg_id, retries=0)
             except SnmpTimeout:
                 continue
+        if self.keys_work:
+            return None
         raise SnmpAuthError(
             "the agent answers discovery but ignores our encrypted requests: "
             "wrong privacy passphrase or protocol?"
@@ -368,18 +382,20 @@ class UsmSession:
         """Send one PDU with USM protection and return the agent's answer."""
         if not self.engine.engine_id:
             await self._discover()
+        lost: SnmpTimeout | None = None
         for _ in range(3):  # at most: rediscover, resync, then the answer
             msg_id = next(_msg_ids) & 0x7FFFFFFF
             pdu = _pdu(pdu_type, msg_id, list(oids), non_repeaters, max_repetitions)
             try:
                 resp = await self._exchange(self._encode(msg_id, pdu), msg_id)
-            except SnmpTimeout:
+            except SnmpTimeout as exc:
                 if self.level != "authPriv":
                     raise
                 late = await self._check_privacy((pdu_type, oids, non_repeaters,
                                                   max_repetitions))
                 if late is None:
                     raise
+                lost = exc
                 msg_id, resp = late
             synced = self._adopt(msg_id)
             if resp.pdu_type != REPORT:
@@ -391,6 +407,8 @@ class UsmSession:
                 await self._discover()  # an unauthenticated report's clock is not trusted
             elif report != NOT_IN_TIME_WINDOW:  # authenticated, time adopted: try again
                 raise SnmpBadReply(f"unexpected report {report or '(empty)'}")
+        if lost is not None:  # rounds spent on a lossy line, not a refusal
+            raise lost
         raise SnmpAuthError("the agent keeps refusing our time window")
 
 

@@ -155,8 +155,9 @@ class LossyLine(asyncio.DatagramProtocol):
     """A UDP proxy to snmpd that drops the requests `drop` names: (kind, n), the n-th (from 1)
     request of its kind, "discovery" (a plain probe) or "encrypted" (authPriv)."""
 
-    def __init__(self, drop: set[tuple[str, int]]) -> None:
+    def __init__(self, drop: set[tuple[str, int]], slow: float = 0.0) -> None:
         self.drop = drop
+        self.slow = slow  # seconds added to every encrypted answer
         self.seen = {"discovery": 0, "encrypted": 0}
         self.client: tuple[str, int] | None = None
         self.transport: asyncio.DatagramTransport | None = None
@@ -175,15 +176,21 @@ class LossyLine(asyncio.DatagramProtocol):
             self.upstream.sendto(data)
 
     def answer(self, data: bytes) -> None:
-        if self.transport is not None and self.client is not None:
+        if self.transport is None or self.client is None:
+            return
+        flags = re.search(rb"\x04\x01(.)\x02\x01\x03", data, re.S)
+        if self.slow and flags and flags.group(1)[0] & 0x02:
+            asyncio.get_running_loop().call_later(self.slow, self.transport.sendto, data,
+                                                  self.client)
+        else:
             self.transport.sendto(data, self.client)
 
 
 @contextlib.asynccontextmanager
-async def lossy_line(drop: set[tuple[str, int]]) -> AsyncIterator[LossyLine]:
+async def lossy_line(drop: set[tuple[str, int]], slow: float = 0.0) -> AsyncIterator[LossyLine]:
     """LossyLine on LOSSY:PORT in front of snmpd."""
     loop = asyncio.get_running_loop()
-    line = LossyLine(drop)
+    line = LossyLine(drop, slow)
     front, _ = await loop.create_datagram_endpoint(lambda: line, local_addr=(LOSSY, PORT))
 
     class Back(asyncio.DatagramProtocol):
@@ -199,13 +206,14 @@ async def lossy_line(drop: set[tuple[str, int]]) -> AsyncIterator[LossyLine]:
         back.close()
 
 
-async def _probe_lossy(drop: set[tuple[str, int]]) -> tuple[CheckResult, dict[str, int]]:
+async def _probe_lossy(drop: set[tuple[str, int]],
+                       slow: float = 0.0) -> tuple[CheckResult, dict[str, int]]:
     target = _target(version="3", username=_user("SHA", "AES"), security_level="authPriv",
                      auth_protocol="SHA", auth_password=AUTH_PASS, priv_protocol="AES",
                      priv_password=PRIV_PASS)
     target = Target(target.id, target.kind, LOSSY, {}, target.auth, {"snmp_port": PORT})
     loop = asyncio.get_running_loop()
-    async with lossy_line(drop) as line:
+    async with lossy_line(drop, slow) as line:
         try:
             result = await probe_snmp(target, SnmpSettings(request_timeout=0.3, retries=1), {},
                                       loop.time() + 20)
@@ -228,6 +236,16 @@ async def test_a_lossy_line_is_not_a_wrong_privacy_key(snmpd: Path,
     result, seen = await _probe_lossy(lost)
     assert result.reason == "timeout", (result.reason, result.message, seen)
     assert ("discovery", seen["discovery"]) in lost, seen  # the lost probe ended the check
+
+
+async def test_a_slow_agent_is_not_a_wrong_privacy_key(snmpd: Path) -> None:
+    """Encrypted answers that come 0.7 s late, after a request's two tries of 0.3 s: the
+    discovery probes are answered at once, the late answers come back encrypted while another
+    request waits: the keys work, the agent is slow (a timeout, not auth_failed)."""
+    result, seen = await _probe_lossy(set(), slow=0.7)
+    assert result.reason == "timeout", (result.reason, result.message, seen)
+    # The check ended at the first probe after a late answer, not after all four pairs.
+    assert seen["discovery"] <= 3, seen
 
 
 async def test_a_request_answered_during_the_privacy_check_is_used(snmpd: Path) -> None:
