@@ -9,6 +9,7 @@ import gc
 import logging
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +48,8 @@ class Daemon:
         self.listen = listen
         self.state_dir = state_dir  # overrides the config's state_dir
         self._saver: asyncio.Task[None] | None = None
+        self._saving: asyncio.Future[BaseException | None] | None = None
+        self._save_lock = asyncio.Lock()
         self._save_failed = False
         self.registry = CollectorRegistry()
         self.state = State()
@@ -135,16 +138,45 @@ class Daemon:
             return True, []
 
     async def save_memory(self) -> None:
-        """Write the cameras' picture memory now (in a thread); a failure is logged once."""
+        """Write the cameras' picture memory now, one save at a time, in a thread of its own
+        (a daemon thread: an exit never waits for a slow disk; a save cut short leaves the
+        previous file whole). A failure is logged once, until a save succeeds again."""
         path = self.memory_path()
         if path is None:
             return
-        try:
-            await asyncio.to_thread(memory.save, path, memory.snapshot(self.state))
-        except (OSError, ValueError) as e:
+        async with self._save_lock:
+            if self._saving is not None:  # a save whose waiter was cancelled: it runs on
+                await asyncio.shield(self._saving)
+            await self._save(path)
+
+    async def _save(self, path: Path) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[BaseException | None] = loop.create_future()
+        snap = memory.snapshot(self.state)
+
+        def finish(outcome: BaseException | None) -> None:
+            if not done.done():
+                done.set_result(outcome)
+            if self._saving is done:
+                self._saving = None
+
+        def run() -> None:
+            outcome: BaseException | None = None
+            try:
+                memory.save(path, snap)
+            except BaseException as e:  # handed to the event loop, which logs it
+                outcome = e
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: exiting
+                loop.call_soon_threadsafe(finish, outcome)
+
+        self._saving = done
+        threading.Thread(target=run, name="camnet-save-memory", daemon=True).start()
+        error = await asyncio.shield(done)
+        if error is not None:
             if not self._save_failed:
                 event(log, logging.WARNING, "cannot save the picture memory; a restart will "
-                      "relearn the cameras' pictures", file=str(path), error=str(e))
+                      "relearn the cameras' pictures", file=str(path),
+                      error=f"{type(error).__name__}: {error}")
             self._save_failed = True
             return
         if self._save_failed:
@@ -170,7 +202,7 @@ class Daemon:
             self.runner = None
         if self._saver is not None:
             self._saver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._saver
             self._saver = None
         try:

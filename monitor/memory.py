@@ -8,17 +8,22 @@ picture (its alert resolves for good). So the daemon writes that memory to
 `STATE_DIR/picture-memory.npz` every SAVE_INTERVAL and when it stops, and reads it back at
 start for the cameras still reached the same way.
 
-The file is a NumPy archive without pickles: the frames as uint8 arrays, the rest as one JSON
-document. A file that cannot be read is set aside (renamed `.bad`) with a warning and camnet
-starts afresh: the memory is an optimisation of accuracy, never a reason not to run.
+The file is a compressed NumPy archive without pickles: the frames as uint8 arrays, the rest as
+one JSON document. A file that is not such an archive is set aside (renamed `.bad`), one that
+cannot be read now (permissions, I/O) is left alone, each with a warning, and camnet starts
+afresh: the memory is an optimisation of accuracy, never a reason not to run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
+import re
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -27,12 +32,16 @@ import numpy as np
 
 from monitor.logs import event
 from monitor.state import DISPLAY_OPTIONS, State
+from probes import image
 
 log = logging.getLogger("camnet.memory")
 
 FILE_NAME = "picture-memory.npz"
 FORMAT = 1
-SAVE_INTERVAL = 300.0  # s: a crash loses at most this much of what was learned
+SAVE_INTERVAL = 600.0  # s: a crash loses at most this much of what was learned
+TMP_SUFFIX = ".tmp"
+MAX_FILE_BYTES = 512 * 2**20  # 100 cameras take ≈ 40 MB before compression
+_saves = itertools.count(1)
 # What a view keeps besides its frames; reference_features are derived (recomputed lazily).
 VIEW_ARRAYS = ("previous", "reference")
 VIEW_NUMBERS = ("reference_time", "moved_since")
@@ -53,21 +62,23 @@ def snapshot(state: State) -> dict[str, tuple[str, dict[str, Any]]]:
     for device_id, rec in state.devices.items():
         memory = rec.probe_state.get("image")
         if rec.kind == "camera" and memory:
-            views = {size: dict(view) for size, view in memory.get("views", {}).items()}
+            views = {size: {**view, "sharpness_history": list(view.get("sharpness_history", []))}
+                     for size, view in memory.get("views", {}).items()}
             out[device_id] = (reach_key(rec.target), {"streaks": dict(memory.get("streaks", {})),
                                                       "views": views})
     return out
 
 
 def save(path: Path, memories: dict[str, tuple[str, dict[str, Any]]]) -> None:
-    """Write the memories to `path` atomically (a temporary file renamed over it)."""
+    """Write the memories to `path` atomically (a temporary file of its own renamed over it,
+    so an interrupted save leaves the previous file whole)."""
     arrays: dict[str, np.ndarray] = {}
     doc: dict[str, Any] = {"format": FORMAT, "saved_at": time.time(), "cameras": {}}
     for n, (device_id, (key, memory)) in enumerate(sorted(memories.items())):
         views: dict[str, Any] = {}
         for m, (size, view) in enumerate(memory["views"].items()):
             entry: dict[str, Any] = {
-                "sharpness_history": [float(x) for x in view.get("sharpness_history", [])]}
+                "sharpness_history": [float(x) for x in list(view.get("sharpness_history", []))]}
             for name in VIEW_NUMBERS:
                 if view.get(name) is not None:
                     entry[name] = float(view[name])
@@ -79,54 +90,89 @@ def save(path: Path, memories: dict[str, tuple[str, dict[str, Any]]]) -> None:
             views[size] = entry
         doc["cameras"][device_id] = {"reach": key, "streaks": memory["streaks"], "views": views}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{next(_saves)}{TMP_SUFFIX}")
     # Pictures of public places: readable by camnet's own user only, whatever the umask.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # a leftover .tmp keeps its old mode otherwise
-    with os.fdopen(fd, "wb") as f:
-        arrays["memory"] = np.frombuffer(json.dumps(doc).encode(), np.uint8)
-        savez: Any = np.savez  # numpy's stub reads **arrays as its allow_pickle flag
-        savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load(path: Path) -> dict[str, tuple[str, dict[str, Any]]]:
-    """The memories in `path` ({} when there is none); ValueError saying what is wrong."""
-    if not path.exists():
-        return {}
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            doc = json.loads(archive["memory"].tobytes())
-            if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-                raise ValueError(f"unknown format {doc.get('format') if isinstance(doc, dict) else '?'}")
-            out: dict[str, tuple[str, dict[str, Any]]] = {}
-            for device_id, cam in doc["cameras"].items():
-                views: dict[str, dict[str, Any]] = {}
-                for size, entry in cam["views"].items():
-                    view: dict[str, Any] = {"sharpness_history": [
-                        float(x) for x in entry["sharpness_history"]]}
-                    for name in VIEW_NUMBERS:
-                        if name in entry:
-                            view[name] = float(entry[name])
-                    for name in VIEW_ARRAYS:
-                        if name in entry:
-                            view[name] = _frame(archive[entry[name]], f"{device_id} {size} {name}")
-                    views[str(size)] = view
-                streaks = {str(k): int(v) for k, v in cam["streaks"].items()}
-                out[str(device_id)] = (str(cam["reach"]), {"streaks": streaks, "views": views})
-            return out
-    except ValueError:
+        with os.fdopen(fd, "wb") as f:
+            arrays["memory"] = np.frombuffer(json.dumps(doc).encode(), np.uint8)
+            savez: Any = np.savez_compressed  # numpy's stub reads **arrays as allow_pickle
+            savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
         raise
-    except Exception as e:  # not a zip, a missing part, a wrong type: whatever it is, unreadable
-        raise ValueError(f"{type(e).__name__}: {e}") from None
+
+
+def load(path: Path) -> tuple[dict[str, tuple[str, dict[str, Any]]], int]:
+    """The memories in `path` ({} when there is none) and how many views were left out (not
+    of the size this camnet measures). ValueError saying what is wrong with the file; OSError
+    when it cannot be read now (permissions, I/O)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return {}, 0
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError("not a regular file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ValueError(f"{st.st_size} bytes, over {MAX_FILE_BYTES}")
+    with open(path, "rb") as f:
+        try:
+            return _read(f)
+        except (ValueError, MemoryError):
+            raise
+        except OSError as e:
+            if e.errno is not None:  # the disk, not the file
+                raise
+            raise ValueError(f"{type(e).__name__}: {e}") from None
+        except Exception as e:  # not a zip, a missing part, a wrong type: unreadable
+            raise ValueError(f"{type(e).__name__}: {e}") from None
+
+
+def _read(f: Any) -> tuple[dict[str, tuple[str, dict[str, Any]]], int]:
+    with np.load(f, allow_pickle=False) as archive:
+        if sum(info.file_size for info in archive.zip.infolist()) > MAX_FILE_BYTES:
+            raise ValueError(f"inflates to over {MAX_FILE_BYTES} bytes")
+        doc = json.loads(archive["memory"].tobytes())
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise ValueError(f"unknown format {doc.get('format') if isinstance(doc, dict) else '?'}")
+        out: dict[str, tuple[str, dict[str, Any]]] = {}
+        dropped = 0
+        for device_id, cam in doc["cameras"].items():
+            views: dict[str, dict[str, Any]] = {}
+            for size, entry in cam["views"].items():
+                view: dict[str, Any] = {"sharpness_history": [
+                    float(x) for x in entry["sharpness_history"]][-image.BASELINE_SAMPLES:]}
+                for name in VIEW_NUMBERS:
+                    if name in entry:
+                        view[name] = float(entry[name])
+                frames = {name: _frame(archive[entry[name]], f"{device_id} {size} {name}")
+                          for name in VIEW_ARRAYS if name in entry}
+                if not all(_fits(frame, str(size)) for frame in frames.values()):
+                    dropped += 1  # measured otherwise than this camnet does: relearned
+                    continue
+                views[str(size)] = {**view, **frames}
+            streaks = {str(k): int(v) for k, v in cam["streaks"].items()}
+            out[str(device_id)] = (str(cam["reach"]), {"streaks": streaks, "views": views})
+        return out, dropped
 
 
 def _frame(array: np.ndarray, where: str) -> np.ndarray:
     if array.dtype != np.uint8 or array.ndim != 2 or not 0 < array.size <= MAX_FRAME_PIXELS:
         raise ValueError(f"{where}: not a grey frame ({array.dtype}, shape {array.shape})")
     return array
+
+
+def _fits(frame: np.ndarray, size: str) -> bool:
+    """Whether a stored frame is what probes.image makes of a frame of `size` ("WxH")."""
+    match = re.fullmatch(r"(\d{1,5})x(\d{1,5})", size)
+    if match is None or not int(match[1]) or not int(match[2]):
+        return False
+    height = int(match[2]) * image.SMALL_WIDTH / int(match[1])
+    return frame.shape[1] == image.SMALL_WIDTH and abs(frame.shape[0] - height) <= 1
 
 
 def restore(state: State, memories: dict[str, tuple[str, dict[str, Any]]]) -> int:
@@ -142,9 +188,13 @@ def restore(state: State, memories: dict[str, tuple[str, dict[str, Any]]]) -> in
 
 
 def read_into(state: State, path: Path) -> None:
-    """Restore what `path` holds into `state`; a bad file is set aside, with a warning."""
+    """Restore what `path` holds into `state`, with a log line either way: a bad file is set
+    aside (renamed .bad), one that cannot be read now is left as it is."""
+    for leftover in path.parent.glob(f"{path.name}.*{TMP_SUFFIX}") if path.parent.is_dir() else ():
+        with contextlib.suppress(OSError):
+            leftover.unlink()  # a save cut short by a crash or a kill
     try:
-        memories = load(path)
+        memories, dropped = load(path)
     except ValueError as e:
         bad = path.with_name(path.name + ".bad")
         try:
@@ -154,7 +204,11 @@ def read_into(state: State, path: Path) -> None:
         event(log, logging.WARNING, "picture memory unreadable; starting afresh",
               file=str(path), error=str(e), kept_as=str(bad))
         return
+    except (OSError, MemoryError) as e:
+        event(log, logging.WARNING, "cannot read the picture memory; starting afresh",
+              file=str(path), error=f"{type(e).__name__}: {e}")
+        return
     if memories:
         restored = restore(state, memories)
         event(log, logging.INFO, "picture memory restored", file=str(path), cameras=restored,
-              stored=len(memories))
+              stored=len(memories), views_dropped=dropped)

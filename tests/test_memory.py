@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -78,8 +80,8 @@ def test_what_image_learned_comes_back_whole(tmp_path: Path) -> None:
 
     (tmp_path / "other").mkdir()
     moved = state_of(small_config(tmp_path / "other", address="127.0.13.119"))
-    got = memory.load(path)
-    assert set(got) == {"cam-1", "cam-2"}
+    got, dropped = memory.load(path)
+    assert set(got) == {"cam-1", "cam-2"} and dropped == 0
     assert memory.restore(moved, got) == 1  # cam-1 is reached elsewhere now: not its memory
     assert "image" not in moved.devices["cam-1"].probe_state
     again = state_of(small_config(tmp_path))
@@ -96,6 +98,61 @@ def test_what_image_learned_comes_back_whole(tmp_path: Path) -> None:
     for memo in (first, back):
         report = image.assess(scene(3), image.ImageSettings(), memo, now=2000.0)
         assert report.bad["frozen"] is True and report.streaks["frozen"] == 1
+
+
+def test_a_view_not_measured_as_now_is_relearned(tmp_path: Path) -> None:
+    """A stored frame of another shape than probes.image makes of its size (another
+    SMALL_WIDTH, an edited file) would break every check of the camera: that view is left out,
+    the others come back."""
+    state = state_of(small_config(tmp_path))
+    memo = learned([scene(1), scene(2, (720, 1280))])
+    memo["views"]["1280x720"]["previous"] = np.zeros((100, 100), np.uint8)
+    state.devices["cam-1"].probe_state["image"] = memo
+    path = tmp_path / memory.FILE_NAME
+    memory.save(path, memory.snapshot(state))
+    got, dropped = memory.load(path)
+    assert dropped == 1 and set(got["cam-1"][1]["views"]) == {"640x360"}
+
+
+async def test_saves_never_overlap(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Saves run one at a time in their own thread, whoever asks (the periodic one, stop),
+    even when a waiter is cancelled mid-save; the file left is whole and readable."""
+    from monitor.daemon import Daemon as InProcess
+
+    cfg = small_config(tmp_path)
+    daemon = InProcess(cfg, state_dir=tmp_path / "state")
+    daemon._apply_loaded(load_config(cfg))
+    daemon.state.devices["cam-1"].probe_state["image"] = learned([scene(1)])
+    running: list[int] = []
+    overlaps: list[int] = []
+    real_save = memory.save
+
+    def slow_save(path: Path, memories: Any) -> None:
+        running.append(1)
+        overlaps.append(len(running))
+        time.sleep(0.2)
+        real_save(path, memories)
+        running.pop()
+
+    monkeypatch.setattr(memory, "save", slow_save)
+    first = asyncio.create_task(daemon.save_memory())
+    await asyncio.sleep(0.05)
+    first.cancel()  # the periodic saver, cancelled by stop() while its thread writes
+    await asyncio.gather(*(daemon.save_memory() for _ in range(3)))
+    assert overlaps == [1, 1, 1, 1]
+    got, _ = memory.load(tmp_path / "state" / memory.FILE_NAME)
+    assert set(got) == {"cam-1"}
+    assert not list((tmp_path / "state").glob("*.tmp"))
+
+
+def test_a_fifo_in_its_place_does_not_stall_the_start(tmp_path: Path) -> None:
+    """Something that is not a regular file where the memory should be: set aside at once,
+    never opened (a FIFO would block the read until a writer came)."""
+    path = tmp_path / memory.FILE_NAME
+    os.mkfifo(path)
+    memory.read_into(state_of(small_config(tmp_path)), path)
+    assert path.with_name(path.name + ".bad").exists() and not path.exists()
 
 
 @pytest.mark.parametrize("damage", ["garbage", "pickle", "float-frame", "no-memory"])
