@@ -190,8 +190,8 @@ def restore(state: State, memories: dict[str, tuple[str, dict[str, Any]]]) -> in
 def read_into(state: State, path: Path) -> None:
     """Restore what `path` holds into `state`, with a log line either way: a bad file is set
     aside (renamed .bad), one that cannot be read now is left as it is."""
-    for leftover in path.parent.glob(f"{path.name}.*{TMP_SUFFIX}") if path.parent.is_dir() else ():
-        with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError):  # a directory camnet may not even read
+        for leftover in path.parent.glob(f"{path.name}.*{TMP_SUFFIX}"):
             leftover.unlink()  # a save cut short by a crash or a kill
     try:
         memories, dropped = load(path)

@@ -146,6 +146,32 @@ async def test_saves_never_overlap(
     assert not list((tmp_path / "state").glob("*.tmp"))
 
 
+def test_an_unreadable_directory_is_a_warning_not_a_failed_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A state directory camnet may not read (systemd's DynamicUser locks /var/lib/private for
+    other users; the tests run as root, who reads anything, so the kernel's answer is played
+    here): the file is left alone, camnet starts without its memory and says why."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / memory.FILE_NAME).write_bytes(b"kept as it is")
+    real_stat, real_scandir = os.stat, os.scandir
+
+    def denied(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(path).startswith(str(locked)):
+            raise PermissionError(13, "Permission denied", str(path))
+        return (real_scandir if kwargs.pop("_scandir", False) else real_stat)(path, *args,
+                                                                              **kwargs)
+
+    monkeypatch.setattr(os, "stat", denied)
+    monkeypatch.setattr(os, "scandir", lambda path=".": denied(path, _scandir=True))
+    with caplog.at_level(logging.WARNING, logger="camnet.memory"):
+        memory.read_into(State(), locked / memory.FILE_NAME)
+    monkeypatch.undo()
+    assert "cannot read the picture memory" in caplog.text
+    assert (locked / memory.FILE_NAME).read_bytes() == b"kept as it is"
+
+
 def test_a_fifo_in_its_place_does_not_stall_the_start(tmp_path: Path) -> None:
     """Something that is not a regular file where the memory should be: set aside at once,
     never opened (a FIFO would block the read until a writer came)."""
