@@ -211,7 +211,8 @@ class Daemon:
                 await rtsp.shutdown()
         except TimeoutError:
             event(log, logging.WARNING, "some checks did not stop in time; exiting anyway")
-        # The checks have stopped: what they learned last goes to disk (≈ 10 ms).
+        # The checks have stopped: what they learned last goes to disk (≈ 0.14 s for 24
+        # cameras with two views each, compressed, measured in a scratch run).
         try:
             async with asyncio.timeout(SAVE_BUDGET):
                 await self.save_memory()
