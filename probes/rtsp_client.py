@@ -63,6 +63,7 @@ class Keyframe:
     keyframe_bytes: int  # the unit as the camera sent it (without parameter sets added from SDP)
     units: int  # access units received, the keyframe's included
     fps: float | None  # the SDP's a=framerate, when it has one
+    params: bytes = b""  # every parameter set `data` gives the decoder, Annex B
 
 
 @dataclass(slots=True)
@@ -577,7 +578,9 @@ def _finish(track: _Track, unit: list[bytes], params: dict[int, list[bytes]],
             missing.extend(params[pid])
         else:
             missing.extend(p for p in track.params if _param_id(codec, p) == pid)
-    return Keyframe(codec, _annex_b(missing) + sent, len(sent), units, track.fps)
+    given = missing + [n for n, k in zip(unit, kinds, strict=True) if k == "param"]
+    return Keyframe(codec, _annex_b(missing) + sent, len(sent), units, track.fps,
+                    _annex_b(given))
 
 
 def _param_id(codec: str, nal: bytes) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from probes import rtsp, rtsp_client
+from probes import grab_worker, rtsp, rtsp_client
 from tests import test_camera
 from tests.test_camera import _ffprobe_size
 from tests.test_rtsp import drain_until_eof, tcp_server
@@ -112,10 +112,10 @@ def _nal_headers(annex_b: bytes) -> list[int]:
 
 # --- hostile servers: what the client must survive ---------------------------------------------
 
-def h264_keyframe(slices: int = 1) -> list[bytes]:
-    """The NAL units (SPS, PPS, SEI, IDR slices) of one real 160x120 H.264 keyframe (ffmpeg)."""
+def h264_keyframe(slices: int = 1, size: str = "160x120") -> list[bytes]:
+    """The NAL units (SPS, PPS, SEI, IDR slices) of one real H.264 keyframe (ffmpeg)."""
     out = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=1",
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"testsrc=size={size}:rate=1",
          "-frames:v", "1", "-pix_fmt", "yuv420p", "-c:v", "libx264",
          "-bsf:v", "h264_metadata=aud=remove", "-x264-params", f"keyint=1:slices={slices}",
          "-f", "h264", "-"],
@@ -285,6 +285,7 @@ async def test_a_keyframe_through_everything_rtp_allows(pool: Any) -> None:
     assert key.codec == "h264" and key.units == 3  # the partial frame, the P-frame, the key
     assert [n & 0x1F for n in _nal_headers(key.data)] == [7, 8, 6] + [5] * len(idr)
     assert key.keyframe_bytes == len(key.data) - 8 - len(sps) - len(pps)
+    assert key.params == b"\x00\x00\x00\x01" + sps + b"\x00\x00\x00\x01" + pps  # from the SDP
     assert (got.header["width"], got.header["height"]) == (160, 120)
     assert got.grey.std() > 10
     assert all(PASSWORD not in h for h in seen)  # Digest: the password never on the wire
@@ -300,6 +301,7 @@ async def test_a_camera_that_ends_lines_with_bare_lf(pool: Any) -> None:
     async with tcp_server(HOSTILE, 8554, rtsp_camera(media, eol="\n")):
         key = await fetch(f"rtsp://{HOSTILE}:8554/live")
     assert [n & 0x1F for n in _nal_headers(key.data)][:2] == [7, 8] and key.units == 1
+    assert key.params == b"\x00\x00\x00\x01" + sps + b"\x00\x00\x00\x01" + pps  # in-band
 
 
 @pytest.mark.parametrize("attack, reason", [
@@ -498,3 +500,45 @@ def test_a_stalled_picture_stream_does_not_hold_the_main_one(
     took = time.monotonic() - started
     assert header["ok"] and header["picture"]["reason"] == "timeout" and header["retire"]
     assert 1.0 <= took < 1.0 + grab_worker.PICTURE_GRACE - 0.2, took
+
+
+def _unit(nals: list[bytes], params: bool = True) -> rtsp_client.Keyframe:
+    data = b"".join(b"\x00\x00\x00\x01" + n for n in nals)
+    sets = b"".join(b"\x00\x00\x00\x01" + n for n in nals if n[0] & 0x1F in (7, 8))
+    return rtsp_client.Keyframe("h264", data, len(data), 1, None, sets if params else b"")
+
+
+def test_kept_codec_contexts_answer_as_new_ones() -> None:
+    """The worker keeps its decoders and parsers between grabs, for byte-identical parameter
+    sets only: every answer is the one a new context gives."""
+    grab_worker._decoders.clear()
+    keys = {size: _unit(h264_keyframe(size=size)) for size in ("160x120", "320x240")}
+    for _ in range(2):
+        for size, key in keys.items():
+            for decode in (True, False):
+                header, grey, _ = grab_worker._grab_unit(
+                    {"decode": decode, "jpeg": False}, key, time.monotonic())
+                assert header["ok"] and f"{header['width']}x{header['height']}" == size, header
+                assert bool(grey) == decode
+    assert sorted((k[1], k[2]) for k in grab_worker._decoders) == sorted(
+        (key.params, decode) for key in keys.values() for decode in (True, False))
+
+    # Drained by its last grab (as a stream that reorders frames leaves it): flushed first.
+    small = keys["160x120"]
+    grab_worker._decoders[("h264", small.params, True)].decode(None)
+    header, _, _ = grab_worker._grab_unit({"jpeg": False}, small, time.monotonic())
+    assert header["ok"], header
+
+    # A unit that lacks its parameter sets gets a new decoder, which cannot decode it: a kept
+    # one would, with parameter sets another stream gave it.
+    nals = h264_keyframe()
+    bare = _unit([n for n in nals if n[0] & 0x1F not in (7, 8)], params=False)
+    header, _, _ = grab_worker._grab_unit({"jpeg": False}, bare, time.monotonic())
+    assert header["reason"] == "bad_reply", header
+
+    # A decoder that fails is not kept.
+    broken = _unit([n[:1] + bytes(len(n) - 1) if n[0] & 0x1F == 5 else n for n in nals])
+    assert broken.params == small.params
+    header, _, _ = grab_worker._grab_unit({"jpeg": False}, broken, time.monotonic())
+    assert not header["ok"] and ("h264", small.params, True) not in grab_worker._decoders
+    grab_worker._decoders.clear()
