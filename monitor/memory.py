@@ -42,7 +42,8 @@ SAVE_INTERVAL = 600.0  # s: a crash loses at most this much of what was learned
 TMP_SUFFIX = ".tmp"
 MAX_FILE_BYTES = 512 * 2**20  # 100 cameras take ≈ 40 MB before compression
 _saves = itertools.count(1)
-# What a view keeps besides its frames; reference_features are derived (recomputed lazily).
+# What a view keeps besides its frames; reference_features and reference_thumbnail are derived
+# (recomputed lazily).
 VIEW_ARRAYS = ("previous", "reference")
 VIEW_NUMBERS = ("reference_time", "moved_since")
 MAX_FRAME_PIXELS = 4096 * 4096  # a stored frame larger than this is not ours

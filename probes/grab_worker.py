@@ -9,11 +9,11 @@ Decoders hang on a camera that stalls mid-stream and their own timeouts are unre
 a decoder, and a crashing decoder takes only this process down.
 
 Protocol on stdin/stdout (binary): the worker writes `ready\\n` once imported; then for each
-request line (JSON: url, timeout, width, jpeg, decode, and optionally picture: {url, timeout},
-see grab_pair) it answers one JSON header line followed by
+request line (JSON: url, timeout, width, jpeg, decode, structure_std, and optionally picture:
+{url, timeout}, see grab_pair) it answers one JSON header line followed by
 `grey_bytes` bytes of grey frame and `jpeg_bytes` bytes of JPEG. The grey frame is
 probes.image's small one (`grey_shape`, uint8; image.SMALL_WIDTH wide), and the header carries
-the measurements that need the frame at `width` (image.measure: sharpness, measured_size).
+what image.measure takes of the frame at `width` (MEASURED).
 EOF on stdin ends the worker. Nothing secret is ever written: URLs carry credentials, so
 messages use FFmpeg's error text or the client's own fixed texts, never the URL.
 """
@@ -51,6 +51,8 @@ PR_SET_PDEATHSIG = 1
 # Beyond its own time limit, how long a picture stream may take to give up before it counts
 # as stalled (grab_pair): FFmpeg's interrupt callback answers within a few hundred ms.
 PICTURE_GRACE = 0.5
+# The header's facts of the frame sent (image.measure's, besides the frame itself).
+MEASURED = ("grey_shape", "sharpness", "measured_size", "brightness", "contrast", "structure")
 # Codec contexts kept between grabs, keyed by codec, the exact parameter sets the unit gives
 # and use (decode, or parse only): a new one costs 0.3 ms back to back and 1.3 ms after
 # idling (its tables allocated and touched afresh), and one that has only ever been given
@@ -303,7 +305,8 @@ def _answer(request: dict[str, Any], header: dict[str, Any], frame: av.VideoFram
     width = int(request.get("width", 640))
     out_h = max(1, round(frame.height * width / frame.width))
     grey = cv2.resize(luma, (width, out_h), interpolation=cv2.INTER_AREA)
-    measured = image.measure(grey, f"{frame.width}x{frame.height}")
+    measured = image.measure(grey, f"{frame.width}x{frame.height}", float(
+        request.get("structure_std", image.DEFAULT_STRUCTURE_STD)))
     jpeg = b""
     if request.get("jpeg", True):
         small = frame.reformat(width=width, height=out_h, format="bgr24").to_ndarray()
@@ -311,7 +314,8 @@ def _answer(request: dict[str, Any], header: dict[str, Any], frame: av.VideoFram
         jpeg = buf.tobytes() if ok else b""
     header.update(width=frame.width, height=frame.height, pixel_format=frame.format.name,
                   grey_shape=list(measured.small.shape), sharpness=measured.sharpness,
-                  measured_size=measured.size)
+                  measured_size=measured.size, brightness=measured.brightness,
+                  contrast=measured.contrast, structure=measured.structure)
     return header, np.ascontiguousarray(measured.small).tobytes(), jpeg
 
 
@@ -349,7 +353,7 @@ def grab_pair(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
     header["picture"] = pic
     if not pic.get("ok"):
         return header, b"", b""
-    header.update({k: pic[k] for k in ("grey_shape", "sharpness", "measured_size")})
+    header.update({k: pic[k] for k in MEASURED})
     return header, grey, jpeg
 
 

@@ -139,7 +139,7 @@ class GrabError(Exception):
 @dataclass(slots=True)
 class Grab:
     """One decoded keyframe: the worker's facts, its small grey frame (image.SMALL_WIDTH wide;
-    image.measure's other results are in the header) and a JPEG of it."""
+    image.measure's other results are in the header: grab_worker.MEASURED) and a JPEG of it."""
 
     header: dict[str, Any]
     grey: np.ndarray
@@ -268,7 +268,8 @@ class GrabPool:
 
     async def grab(self, url: str, deadline: float, transport: str = "tcp",
                    jpeg: bool = True, worker_timeout: float | None = None,
-                   decode: bool = True, picture: tuple[str, float] | None = None) -> Grab:
+                   decode: bool = True, picture: tuple[str, float] | None = None,
+                   structure_std: float = image.DEFAULT_STRUCTURE_STD) -> Grab:
         """One keyframe from `url` before `deadline` (loop time), or GrabError; never hangs.
 
         `decode=False` only waits for the keyframe (no frame comes back). With `picture`
@@ -277,7 +278,7 @@ class GrabPool:
         picture stream's own outcome is `header["picture"]` (no frame when it failed; a
         GrabError only when `url` fails). `worker_timeout` overrides the worker's own time
         limit (benchmarks use a long one to exercise the kill path: the deadline is enforced
-        here whatever the worker does).
+        here whatever the worker does). `structure_std` is the camera's (image.measure).
         """
         sem = self._sem  # released to the very semaphore acquired, whatever resize() does
         try:
@@ -289,14 +290,14 @@ class GrabPool:
         self._holding += 1
         try:
             return await self._grab_with_slot(url, deadline, transport, jpeg, worker_timeout,
-                                              decode, picture)
+                                              decode, picture, structure_std)
         finally:
             self._holding -= 1
             sem.release()
 
     async def _grab_with_slot(self, url: str, deadline: float, transport: str, jpeg: bool,
                               worker_timeout: float | None, decode: bool,
-                              picture: tuple[str, float] | None) -> Grab:
+                              picture: tuple[str, float] | None, structure_std: float) -> Grab:
         if deadline - self.loop.time() < MIN_GRAB_TIME:
             raise GrabError("timeout", "too little time left before the deadline for a grab")
         worker = self._take_idle()
@@ -311,7 +312,8 @@ class GrabPool:
         remaining = deadline - self.loop.time() - WORKER_MARGIN
         limit = worker_timeout if worker_timeout is not None else max(0.2, remaining)
         req: dict[str, Any] = {"url": url, "timeout": limit, "transport": transport,
-                               "width": FRAME_WIDTH, "jpeg": jpeg and decode, "decode": decode}
+                               "width": FRAME_WIDTH, "jpeg": jpeg and decode, "decode": decode,
+                               "structure_std": structure_std}
         if picture is not None:
             pic_url, pic_deadline = picture
             req["picture"] = {"url": pic_url, "timeout": max(
@@ -462,11 +464,12 @@ async def _grab(target: Target, settings: RtspSettings, state: dict[str, Any], u
     """
     pool = get_pool()
     jpeg = frame_due(settings, state, time.time())
+    std = settings.image.structure_std
     main = with_credentials(uri, target)
     if picture is None:
-        return await pool.grab(main, deadline, settings.transport, jpeg=jpeg)
+        return await pool.grab(main, deadline, settings.transport, jpeg=jpeg, structure_std=std)
     now = asyncio.get_running_loop().time()
-    both = await pool.grab(main, deadline, settings.transport, jpeg=jpeg,
+    both = await pool.grab(main, deadline, settings.transport, jpeg=jpeg, structure_std=std,
                            picture=(with_credentials(picture, target), now + (deadline - now) / 2))
     pic = both.header.get("picture") or {}
     if not pic.get("ok"):
@@ -475,7 +478,8 @@ async def _grab(target: Target, settings: RtspSettings, state: dict[str, Any], u
         result.facts["picture_stream_error"] = f"{reason}: {pic.get('message', '')}"
         result.debug(f"picture stream failed ({reason}): decoding the main stream")
         try:
-            return await pool.grab(main, deadline, settings.transport, jpeg=jpeg)
+            return await pool.grab(main, deadline, settings.transport, jpeg=jpeg,
+                                   structure_std=std)
         except GrabError as fallback:
             result.debug(f"main stream not decoded either ({fallback.reason}): picture not "
                          "judged")
@@ -585,7 +589,8 @@ async def probe_rtsp(
         state["last_frame_jpeg_time"] = now
     elif state.get("last_frame_jpeg"):
         result.artifacts["last_frame_jpeg"] = state["last_frame_jpeg"]
-    measured = image.Measured(grab.grey, float(h["sharpness"]), str(h["measured_size"]))
+    measured = image.Measured(grab.grey, float(h["sharpness"]), str(h["measured_size"]),
+                              float(h["brightness"]), float(h["contrast"]), float(h["structure"]))
     report = image.assess_measured(measured, settings.image, state.setdefault("image", {}), now)
     # A suspect picture (even before it is reported) keeps the kept frame current.
     state["frame_stale"] = any(report.bad.values())

@@ -17,10 +17,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import cv2
 import pytest
 
 from monitor.config import LoadedConfig, load_config
-from probes import camera, onvif, rtsp
+from probes import camera, image, onvif, rtsp
 from probes.base import CheckResult, Status
 from tests.lab_fixture import Lab
 
@@ -436,6 +437,35 @@ async def test_both_streams_go_to_one_worker_request(
     assert len(requests) == 1, requests
     assert "/Streaming/Channels/102?" in requests[0]["picture"]["url"]
     assert "/Streaming/Channels/102?" not in requests[0]["url"]
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(("structure_std", "picture"), [
+    (image.DEFAULT_STRUCTURE_STD, "auto"), (255.0, "main")])
+async def test_the_worker_measures_the_frame_with_the_cameras_settings(
+        clean: Lab, camcfg: LoadedConfig, pool: Any, monkeypatch: pytest.MonkeyPatch,
+        structure_std: float, picture: str) -> None:
+    """What the grab worker measures of the frame it sends (brightness, contrast, structure)
+    is what image.measure gives on that frame, with the camera's own structure_std, whether
+    the frame is the sub-stream's (one request for both streams) or the main stream's."""
+    cam = Camera(camcfg, "cam-a", structure_std=structure_std)
+    cam.rtsp_settings = cam.rtsp_settings.model_copy(update={"picture_stream": picture})
+    grabs: list[rtsp.Grab] = []
+    real = rtsp.GrabPool.grab
+
+    async def grab(self: Any, *args: Any, **kwargs: Any) -> rtsp.Grab:
+        grabs.append(await real(self, *args, **kwargs))
+        return grabs[-1]
+
+    monkeypatch.setattr(rtsp.GrabPool, "grab", grab)
+    await cam.checks(2)
+    assert [g.header.get("picture") is not None for g in grabs] == [picture == "auto"] * 2
+    for g in grabs:
+        mean, std = cv2.meanStdDev(g.grey)
+        assert g.header["brightness"] == pytest.approx(mean[0, 0] / 255.0)
+        assert g.header["contrast"] == pytest.approx(std[0, 0] / 255.0)
+        assert g.header["structure"] == image.structure(g.grey, structure_std)
+        assert (g.header["structure"] > 0.5) == (structure_std < 100)  # 255: nothing textured
 
 
 @pytest.mark.lab

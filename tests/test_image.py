@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from probes import image
 from probes.image import IMAGE_PROBLEMS, ImageReport, ImageSettings, assess, sharpness
 
 W, H = 1280, 720
@@ -327,3 +328,32 @@ def test_mask_must_lie_inside_the_frame_and_leave_most_of_it(
 def test_valid_masks_are_kept() -> None:
     masks = [(0.0, 0.0, 0.4, 0.08), (0.6, 0.0, 0.4, 1.0), (0.6, 0.0, 0.4, 1.0)]
     assert ImageSettings(mask=masks).mask == masks
+
+
+def _tile_ncc_reference(a: np.ndarray, b: np.ndarray) -> float:
+    """scene_similarity by its definition: median over 4×3 tiles of the zero-mean NCC."""
+    x, y = (image.resize_width(f, image.SIMILARITY_WIDTH).astype(np.float64) for f in (a, b))
+    h, w = x.shape
+    scores = []
+    for r in range(3):
+        for c in range(4):
+            tx = x[r * h // 3:(r + 1) * h // 3, c * w // 4:(c + 1) * w // 4]
+            ty = y[r * h // 3:(r + 1) * h // 3, c * w // 4:(c + 1) * w // 4]
+            tx, ty = tx - tx.mean(), ty - ty.mean()
+            den = np.sqrt((tx * tx).sum() * (ty * ty).sum())
+            scores.append((tx * ty).sum() / den if den > 0 else 1.0)
+    return float(np.median(scores))
+
+
+@pytest.mark.parametrize("size", [(320, 180), (320, 240), (320, 200), (321, 181)])
+def test_scene_similarity_is_the_median_tile_correlation(size: tuple[int, int]) -> None:
+    """Tile sums in one pass equal the definition, for tiles of unequal size and flat tiles."""
+    w, h = size
+    rng = np.random.default_rng(w + h)
+    a = cv2.resize(scene(3), (w, h), interpolation=cv2.INTER_AREA)
+    turned = np.roll(a, w // 3, axis=1)
+    flat_top = a.copy()
+    flat_top[: h // 2] = 40  # flat tiles: as the same view
+    noisy = np.clip(a + rng.normal(0, 20, a.shape), 0, 255).astype(np.uint8)
+    for b in (a, turned, flat_top, noisy, np.full_like(a, 7)):
+        assert image.scene_similarity(a, b) == pytest.approx(_tile_ncc_reference(a, b), abs=1e-6)
