@@ -56,10 +56,10 @@ MEASURED = ("grey_shape", "sharpness", "measured_size", "brightness", "contrast"
 # Codec contexts kept between grabs, keyed by codec, the exact parameter sets the unit gives
 # and use (decode, or parse only): a new one costs 0.3 ms back to back and 1.3 ms after
 # idling (its tables allocated and touched afresh), and one that has only ever been given
-# byte-identical parameter sets, flushed, answers as a new one would. Never shared beyond that key: a parser
-# given another stream's parameter sets kept reporting the first stream's size, and a unit
-# without parameter sets would be decoded with another camera's (it gets a new context).
-# Bounded: a decoder holds its frame pool (≈ 3 MB per 1080p frame).
+# byte-identical parameter sets, flushed, answers as a new one would. Never shared beyond
+# that key: a parser given another stream's parameter sets kept reporting the first stream's
+# size, and a unit without parameter sets would be decoded with another camera's (it gets a
+# new context). Bounded: a decoder holds its frame pool (≈ 3 MB per 1080p frame).
 MAX_DECODERS = 6
 _decoders: OrderedDict[tuple[str, bytes, bool], VideoCodecContext] = OrderedDict()
 _decoders_lock = threading.Lock()  # grab_pair decodes in a second thread
@@ -222,7 +222,8 @@ def _grab_unit(request: dict[str, Any], key: rtsp_client.Keyframe,
 
 
 def _take_decoder(key: tuple[str, bytes, bool]) -> VideoCodecContext | None:
-    """A kept context for this key, flushed (the last grab drained it), or None."""
+    """A kept context for this key, or None. A decoder is flushed (the last grab may have
+    drained it); a parser-only context was never opened and ended with parse(None)."""
     with _decoders_lock:
         ctx = _decoders.pop(key, None)  # taken out: a second thread cannot share it
     if ctx is not None:

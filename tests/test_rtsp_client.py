@@ -511,15 +511,28 @@ def _unit(nals: list[bytes], params: bool = True) -> rtsp_client.Keyframe:
 def test_kept_codec_contexts_answer_as_new_ones() -> None:
     """The worker keeps its decoders and parsers between grabs, for byte-identical parameter
     sets only: every answer is the one a new context gives."""
+    keys = {size: _unit(h264_keyframe(size=size)) for size in ("160x120", "640x360")}
+    assert len(keys["640x360"].data) > grab_worker.PARSE_BYTES  # the parser sees part of it
+    facts = ("codec", "profile", "fps", "width", "height", "sharpness", "brightness",
+             "contrast", "structure")
+
+    def answer(key: rtsp_client.Keyframe, decode: bool) -> tuple[list[Any], bytes]:
+        header, grey, _ = grab_worker._grab_unit(
+            {"decode": decode, "jpeg": False}, key, time.monotonic())
+        assert header["ok"], header
+        return [header.get(k) for k in facts], grey
+
+    new = {}
+    for size, key in keys.items():
+        for decode in (True, False):
+            grab_worker._decoders.clear()
+            new[size, decode] = answer(key, decode)
+            assert new[size, decode][0][3:5] == [int(x) for x in size.split("x")]
     grab_worker._decoders.clear()
-    keys = {size: _unit(h264_keyframe(size=size)) for size in ("160x120", "320x240")}
-    for _ in range(2):
+    for _ in range(3):
         for size, key in keys.items():
             for decode in (True, False):
-                header, grey, _ = grab_worker._grab_unit(
-                    {"decode": decode, "jpeg": False}, key, time.monotonic())
-                assert header["ok"] and f"{header['width']}x{header['height']}" == size, header
-                assert bool(grey) == decode
+                assert answer(key, decode) == new[size, decode], (size, decode)
     assert sorted((k[1], k[2]) for k in grab_worker._decoders) == sorted(
         (key.params, decode) for key in keys.values() for decode in (True, False))
 
