@@ -47,6 +47,10 @@ PARSE_BYTES = 4096
 # Streams probes.rtsp_client does not handle (MJPEG, UDP-only servers), remembered per worker.
 MAX_DEMUX_ONLY = 1024
 _demux_only: set[str] = set()
+# Streams whose random-access points do not decode on their own, remembered the same way:
+# intra refresh puts the recovery point SEI on a P-picture, whole only a refresh cycle later.
+# FFmpeg's demuxer reads them, every frame decoded until the decoder gives a whole picture.
+_every_frame: set[str] = set()
 PR_SET_PDEATHSIG = 1
 # Beyond its own time limit, how long a picture stream may take to give up before it counts
 # as stalled (grab_pair): FFmpeg's interrupt callback answers within a few hundred ms.
@@ -131,6 +135,7 @@ def open_stream(url: str, transport: str, timeout: float) -> Any:
     """Open an RTSP stream the fast way, its first video stream set to decode keyframes only."""
     options = {
         "rtsp_transport": transport,
+        "allowed_media_types": "video",  # no SETUP of a camera's audio track: never read
         # Stream probing adds ≈ 2–2.5 s to every open; the SDP's sprop-parameter-sets already
         # give codec and size, so probe nothing.
         "analyzeduration": "0",
@@ -166,24 +171,35 @@ def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
     started = time.monotonic()
     timeout = float(request.get("timeout", 10.0))
     url = request["url"]
+    decode = bool(request.get("decode", True))
+    if decode and url in _every_frame:
+        return _grab_demuxed(request, started, timeout, every_frame=True)
     if request.get("transport", "tcp") == "tcp" and url not in _demux_only:
         try:
             key = rtsp_client.fetch_keyframe(url, started + timeout, MAX_PACKETS)
         except rtsp_client.Unsupported:
             # Asked once: the next grabs of this stream go straight to FFmpeg (one DESCRIBE).
-            if len(_demux_only) >= MAX_DEMUX_ONLY:
-                _demux_only.clear()
-            _demux_only.add(url)
+            _remember(_demux_only, url)
         except rtsp_client.RtspError as exc:
             return {"ok": False, "reason": exc.reason, "message": str(exc)}, b"", b""
         except Exception as exc:  # a reply this client chokes on is a bad reply, said so
             return {"ok": False, "reason": "bad_reply", "message": describe(exc)}, b"", b""
         else:
             try:
-                return _grab_unit(request, key, started)
+                answer = _grab_unit(request, key, started)
             except Exception as exc:  # a frame the resize or JPEG encoder refuses, say
                 return {"ok": False, "reason": "bad_reply", "message": describe(exc)}, b"", b""
+            if answer[0].get("ok") or not (decode and key.recovery):
+                return answer
+            _remember(_every_frame, url)  # intra refresh: its recovery point is a P-picture
+            return _grab_demuxed(request, started, timeout, every_frame=True)
     return _grab_demuxed(request, started, timeout)
+
+
+def _remember(streams: set[str], url: str) -> None:
+    if len(streams) >= MAX_DEMUX_ONLY:
+        streams.clear()
+    streams.add(url)
 
 
 def _grab_unit(request: dict[str, Any], key: rtsp_client.Keyframe,
@@ -239,9 +255,11 @@ def _keep_decoder(key: tuple[str, bytes, bool], ctx: VideoCodecContext) -> None:
             _decoders.popitem(last=False)
 
 
-def _grab_demuxed(request: dict[str, Any], started: float,
-                  timeout: float) -> tuple[dict[str, Any], bytes, bytes]:
-    """The same through FFmpeg's demuxer: other codecs and transports."""
+def _grab_demuxed(request: dict[str, Any], started: float, timeout: float,
+                  every_frame: bool = False) -> tuple[dict[str, Any], bytes, bytes]:
+    """The same through FFmpeg's demuxer: other codecs and transports, and (`every_frame`)
+    streams whose picture is whole only after decoding the frames that follow a recovery
+    point (the decoder gives none before)."""
     decode = bool(request.get("decode", True))
     header: dict[str, Any] = {"ok": False}
     try:
@@ -260,6 +278,9 @@ def _grab_demuxed(request: dict[str, Any], started: float,
         ctx = stream.codec_context
         if not decode:
             ctx.skip_frame = "ALL"
+        elif every_frame:
+            ctx.skip_frame = "DEFAULT"
+            header["every_frame"] = True
         frame = None
         packets = 0
         keyframe_bytes = 0

@@ -64,6 +64,7 @@ class Keyframe:
     units: int  # access units received, the keyframe's included
     fps: float | None  # the SDP's a=framerate, when it has one
     params: bytes = b""  # every parameter set `data` gives the decoder, Annex B
+    recovery: bool = False  # a recovery point SEI made it a keyframe: no IDR/IRAP picture in it
 
 
 @dataclass(slots=True)
@@ -580,7 +581,7 @@ def _finish(track: _Track, unit: list[bytes], params: dict[int, list[bytes]],
             missing.extend(p for p in track.params if _param_id(codec, p) == pid)
     given = missing + [n for n, k in zip(unit, kinds, strict=True) if k == "param"]
     return Keyframe(codec, _annex_b(missing) + sent, len(sent), units, track.fps,
-                    _annex_b(given))
+                    _annex_b(given), "key" not in kinds)
 
 
 def _param_id(codec: str, nal: bytes) -> int:

@@ -555,3 +555,33 @@ def test_kept_codec_contexts_answer_as_new_ones() -> None:
     header, _, _ = grab_worker._grab_unit({"jpeg": False}, broken, time.monotonic())
     assert not header["ok"] and ("h264", small.params, True) not in grab_worker._decoders
     grab_worker._decoders.clear()
+
+
+async def test_an_intra_refresh_stream_is_decoded_from_its_recovery_point(pool: Any) -> None:
+    """Intra refresh: no IDR after the first frame, the recovery point SEI rides on P-pictures
+    and the picture is whole only a cycle later. Such a unit does not decode on its own, so the
+    worker reads the stream through FFmpeg, every frame decoded, and remembers to."""
+    out = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10",
+         "-frames:v", "40", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-x264-params",
+         "keyint=10:intra-refresh=1:aud=1", "-f", "h264", "-"],
+        capture_output=True, timeout=30, check=True).stdout
+    units = [[n.rstrip(b"\x00") for n in re.split(b"\x00\x00\x00\x01|\x00\x00\x01", au) if n]
+             for au in re.split(b"\x00\x00\x00\x01\x09[\x00-\xff]", out)[1:]]
+    later = units[1:]  # joined after the stream's only IDR
+    assert not any(n[0] & 0x1F == 5 for u in later for n in u)
+    sps, pps = (n for n in units[0] if n[0] & 0x1F in (7, 8))
+    sprop = ",".join(base64.b64encode(x).decode() for x in (sps, pps))
+
+    async def media(w: asyncio.StreamWriter) -> None:
+        await send_units(w, later)
+
+    seen: list[str] = []
+    async with tcp_server(HOSTILE, 8554, rtsp_camera(media, sprop=sprop, seen=seen)):
+        key = await fetch(f"rtsp://{HOSTILE}:8554/live")
+        got = [await grab(f"rtsp://{HOSTILE}:8554/live", budget=6.0) for _ in range(2)]
+    assert key.recovery
+    for g in got:
+        assert (g.header["width"], g.header["height"]) == (160, 120) and g.grey.std() > 10
+    lean = [h for h in seen if h.startswith("DESCRIBE") and "User-Agent: camnet" in h]
+    assert len(lean) == 2, seen  # fetch's, the first grab's; the second went straight to FFmpeg
