@@ -583,5 +583,6 @@ async def test_an_intra_refresh_stream_is_decoded_from_its_recovery_point(pool: 
     assert key.recovery
     for g in got:
         assert (g.header["width"], g.header["height"]) == (160, 120) and g.grey.std() > 10
+        assert g.header["every_frame"]
     lean = [h for h in seen if h.startswith("DESCRIBE") and "User-Agent: camnet" in h]
     assert len(lean) == 2, seen  # fetch's, the first grab's; the second went straight to FFmpeg
