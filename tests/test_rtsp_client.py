@@ -124,6 +124,17 @@ def h264_keyframe(slices: int = 1, size: str = "160x120") -> list[bytes]:
     return [n.rstrip(b"\x00") for n in nals]
 
 
+def h264_units(frames: int, x264_params: str) -> list[list[bytes]]:
+    """The access units (each a list of NAL units) of a 160x120 H.264 stream x264 made."""
+    out = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10",
+         "-frames:v", str(frames), "-pix_fmt", "yuv420p", "-c:v", "libx264", "-x264-params",
+         f"{x264_params}:aud=1", "-f", "h264", "-"],
+        capture_output=True, timeout=30, check=True).stdout
+    return [[n.rstrip(b"\x00") for n in re.split(b"\x00\x00\x00\x01|\x00\x00\x01", au) if n]
+            for au in re.split(b"\x00\x00\x00\x01\x09[\x00-\xff]", out)[1:]]
+
+
 SDP = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\n"
        "m=audio 0 RTP/AVP 0\r\na=control:track0\r\n"
        "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
@@ -378,13 +389,7 @@ async def test_a_keyframe_joined_mid_frame_is_not_taken(pool: Any) -> None:
 
 async def test_a_stream_without_idr_frames(pool: Any) -> None:
     """Open-GOP encoders mark random access points with a recovery point SEI, not IDR."""
-    out = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10",
-         "-frames:v", "9", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-x264-params",
-         "keyint=4:min-keyint=4:open-gop=1:bframes=2:scenecut=0:aud=1", "-f", "h264", "-"],
-        capture_output=True, timeout=30, check=True).stdout
-    units = [[n.rstrip(b"\x00") for n in re.split(b"\x00\x00\x00\x01|\x00\x00\x01", au) if n]
-             for au in re.split(b"\x00\x00\x00\x01\x09[\x00-\xff]", out)[1:]]
+    units = h264_units(9, "keyint=4:min-keyint=4:open-gop=1:bframes=2:scenecut=0")
     assert any(n[0] & 0x1F == 5 for n in units[0])  # the first is an IDR: skip it
     later = units[1:]
     assert not any(n[0] & 0x1F == 5 for u in later for n in u)
@@ -561,13 +566,7 @@ async def test_an_intra_refresh_stream_is_decoded_from_its_recovery_point(pool: 
     """Intra refresh: no IDR after the first frame, the recovery point SEI rides on P-pictures
     and the picture is whole only a cycle later. Such a unit does not decode on its own, so the
     worker reads the stream through FFmpeg, every frame decoded, and remembers to."""
-    out = subprocess.run(
-        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10",
-         "-frames:v", "40", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-x264-params",
-         "keyint=10:intra-refresh=1:aud=1", "-f", "h264", "-"],
-        capture_output=True, timeout=30, check=True).stdout
-    units = [[n.rstrip(b"\x00") for n in re.split(b"\x00\x00\x00\x01|\x00\x00\x01", au) if n]
-             for au in re.split(b"\x00\x00\x00\x01\x09[\x00-\xff]", out)[1:]]
+    units = h264_units(40, "keyint=10:intra-refresh=1")
     later = units[1:]  # joined after the stream's only IDR
     assert not any(n[0] & 0x1F == 5 for u in later for n in u)
     sps, pps = (n for n in units[0] if n[0] & 0x1F in (7, 8))
