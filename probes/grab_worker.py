@@ -48,8 +48,9 @@ PARSE_BYTES = 4096
 MAX_DEMUX_ONLY = 1024
 _demux_only: set[str] = set()
 # Streams whose random-access points do not decode on their own, remembered the same way:
-# intra refresh puts the recovery point SEI on a P-picture, whole only a refresh cycle later.
-# FFmpeg's demuxer reads them, every frame decoded until the decoder gives a whole picture.
+# intra refresh puts the recovery point SEI on a P-picture, whole only after the frames that
+# follow (1-3 refresh cycles with x264). FFmpeg's demuxer reads them, every frame decoded
+# until the decoder gives a whole picture (it gives none before).
 _every_frame: set[str] = set()
 PR_SET_PDEATHSIG = 1
 # Beyond its own time limit, how long a picture stream may take to give up before it counts
@@ -197,6 +198,7 @@ def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
 
 
 def _remember(streams: set[str], url: str) -> None:
+    """Add a stream to a per-worker set, which never grows past MAX_DEMUX_ONLY."""
     if len(streams) >= MAX_DEMUX_ONLY:
         streams.clear()
     streams.add(url)
