@@ -177,7 +177,7 @@ def grab(request: dict[str, Any]) -> tuple[dict[str, Any], bytes, bytes]:
         return _grab_demuxed(request, started, timeout, every_frame=True)
     if request.get("transport", "tcp") == "tcp" and url not in _demux_only:
         try:
-            key = rtsp_client.fetch_keyframe(url, started + timeout, MAX_PACKETS)
+            key = rtsp_client.fetch_keyframe(url, started + timeout, MAX_PACKETS, whole=decode)
         except rtsp_client.Unsupported:
             # Asked once: the next grabs of this stream go straight to FFmpeg (one DESCRIBE).
             _remember(_demux_only, url)

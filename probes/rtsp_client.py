@@ -250,7 +250,7 @@ class _Connection:
         size = struct.unpack_from(">H", self.buf, 2)[0]
         while len(self.buf) < 4 + size:
             self._fill()
-        channel, payload = self.buf[1], memoryview(bytes(self.buf[4:4 + size]))
+        channel, payload = self.buf[1], memoryview(self.buf[4:4 + size])  # a copy
         del self.buf[:4 + size]
         return channel, payload
 
@@ -449,8 +449,13 @@ def _annex_b(nals: list[bytes]) -> bytes:
     return b"".join(b"\x00\x00\x00\x01" + n for n in nals)
 
 
-def fetch_keyframe(url: str, deadline: float, max_units: int) -> Keyframe:
-    """Open `url` (credentials in it are used, never shown), return its first keyframe unit."""
+def fetch_keyframe(url: str, deadline: float, max_units: int, whole: bool = True) -> Keyframe:
+    """Open `url` (credentials in it are used, never shown), return its first keyframe unit.
+
+    With `whole=False` (a stream only parsed, not decoded) `data` ends inside the unit's first
+    slice: each unit is depacketized only until its first slice begins and the rest is counted
+    from the RTP headers, not copied (`keyframe_bytes` is still the whole unit's).
+    """
     conn = _Connection(url, deadline)
     try:
         reply, body = conn.call("DESCRIBE", conn.url, "Accept: application/sdp")
@@ -467,25 +472,27 @@ def fetch_keyframe(url: str, deadline: float, max_units: int) -> Keyframe:
             raise Unsupported("the camera did not agree to RTP over the RTSP connection")
         channel = int(match.group(1))
         conn.call("PLAY", track.play, "Range: npt=0.000-")
-        return _receive(conn, track, channel, max_units)
+        return _receive(conn, track, channel, max_units, whole)
     finally:
         conn.close()
 
 
-def _receive(conn: _Connection, track: _Track, channel: int, max_units: int) -> Keyframe:
+def _receive(conn: _Connection, track: _Track, channel: int, max_units: int,
+             whole: bool) -> Keyframe:
     depack = _Depacketizer(track.codec)
     params: dict[int, list[bytes]] = {}  # in-band parameter sets seen, per NAL type
     unit: list[bytes] = []
     unit_bytes = 0
+    skimmed: int | None = None  # `whole=False`: the unit's Annex B bytes, from its first slice
     stamp: int | None = None
     units = 0
 
     def end_unit() -> Keyframe | None:
         """The unit is complete (marker, or the next timestamp): the keyframe, or start anew."""
-        nonlocal unit, unit_bytes, units
+        nonlocal unit, unit_bytes, skimmed, units
         units += 1
-        done = _finish(track, unit, params, units, depack.lost)
-        unit, unit_bytes = [], 0
+        done = _finish(track, unit, params, units, depack.lost, skimmed)
+        unit, unit_bytes, skimmed = [], 0, None
         depack.fragment, depack.lost = None, False
         return done
 
@@ -497,22 +504,77 @@ def _receive(conn: _Connection, track: _Track, channel: int, max_units: int) -> 
         if rtp is None or rtp[0] != track.payload_type:
             continue
         _, ts, marker, payload = rtp
-        if stamp is not None and ts != stamp and (unit or depack.lost) and (done := end_unit()):
+        if (stamp is not None and ts != stamp and (unit or depack.lost or skimmed is not None)
+                and (done := end_unit())):
             return done
         stamp = ts
-        before = len(unit)
-        depack.push(payload, unit)
-        unit_bytes += sum(len(n) + NAL_OVERHEAD for n in unit[before:])
-        pending = len(depack.fragment) if depack.fragment is not None else 0
-        if unit_bytes + pending > MAX_UNIT_BYTES or len(unit) > MAX_NALS_PER_UNIT:
-            # A frame, or a fragment, that never ends; or a flood of tiny NAL units.
-            raise RtspError("bad_reply", "a video frame of over 16 MB")
-        if marker and (unit or depack.lost):
+        if skimmed is not None:
+            skimmed += _annex_b_size(track.codec, payload)
+            if skimmed > MAX_UNIT_BYTES:
+                raise RtspError("bad_reply", "a video frame of over 16 MB")
+        else:
+            before = len(unit)
+            depack.push(payload, unit)
+            unit_bytes += sum(len(n) + NAL_OVERHEAD for n in unit[before:])
+            pending = len(depack.fragment) if depack.fragment is not None else 0
+            if unit_bytes + pending > MAX_UNIT_BYTES or len(unit) > MAX_NALS_PER_UNIT:
+                # A frame, or a fragment, that never ends; or a flood of tiny NAL units.
+                raise RtspError("bad_reply", "a video frame of over 16 MB")
+            if not whole and _slice_begun(track.codec, unit[before:], depack.fragment):
+                # The parameter sets and SEIs come before the first slice: all the parser and
+                # _finish look at. The rest of the unit is counted, not kept.
+                if depack.fragment is not None:
+                    unit.append(bytes(depack.fragment))
+                    depack.fragment = None
+                skimmed = sum(4 + len(n) for n in unit)
+        if marker and (unit or depack.lost or skimmed is not None):
             if done := end_unit():
                 return done
             stamp = None
         if units >= max_units:
             raise RtspError("timeout", f"no keyframe after {units} frames")
+
+
+def _slice_begun(codec: str, nals: list[bytes], fragment: bytearray | None) -> bool:
+    """Whether a slice NAL is among `nals` or is the fragment being reassembled."""
+    for nal in (*nals, fragment) if fragment is not None else nals:
+        kind = nal[0] & 0x1F if codec == "h264" else (nal[0] >> 1) & 0x3F
+        if (1 <= kind <= 5) if codec == "h264" else kind < 32:
+            return True
+    return False
+
+
+def _annex_b_size(codec: str, payload: memoryview) -> int:
+    """The bytes _Depacketizer.push adds to the unit for this payload, in Annex B (start codes
+    included), counted without copying it."""
+    if len(payload) < 2:
+        return 0
+    if codec == "h264":
+        kind = payload[0] & 0x1F
+        if kind == 28:  # FU-A: its start fragment brings the start code and the NAL header
+            return len(payload) - 2 + (5 if payload[1] & 0x80 else 0)
+        if kind == 24:
+            return _aggregate_size(payload, 1)
+        return 4 + len(payload) if 1 <= kind <= 23 else 0
+    kind = (payload[0] >> 1) & 0x3F
+    if kind == 49:
+        return len(payload) - 3 + (6 if payload[2] & 0x80 else 0) if len(payload) >= 3 else 0
+    if kind == 48:
+        return _aggregate_size(payload, 2)
+    return 4 + len(payload) if kind < 48 else 0
+
+
+def _aggregate_size(payload: memoryview, offset: int) -> int:
+    """_Depacketizer._aggregate's bytes in Annex B."""
+    total = 0
+    while offset + 2 <= len(payload):
+        size = struct.unpack_from(">H", payload, offset)[0]
+        offset += 2
+        if size == 0 or offset + size > len(payload):
+            break
+        total += 4 + size
+        offset += size
+    return total
 
 
 def _starts_picture(codec: str, unit: list[bytes]) -> bool:
@@ -556,8 +618,9 @@ def _is_key(codec: str, unit: list[bytes], kinds: list[str]) -> bool:
 
 
 def _finish(track: _Track, unit: list[bytes], params: dict[int, list[bytes]],
-            units: int, lost: bool) -> Keyframe | None:
-    """The keyframe if `unit` is a whole one; otherwise remember its parameter sets."""
+            units: int, lost: bool, skimmed: int | None = None) -> Keyframe | None:
+    """The keyframe if `unit` is a whole one; otherwise remember its parameter sets.
+    `skimmed`: `unit` ends inside its first slice, and this is the whole unit's size."""
     codec = track.codec
     kinds = [_nal_kind(codec, n) for n in unit]
     if lost or not _is_key(codec, unit, kinds) or not _starts_picture(codec, unit):
@@ -580,8 +643,8 @@ def _finish(track: _Track, unit: list[bytes], params: dict[int, list[bytes]],
         else:
             missing.extend(p for p in track.params if _param_id(codec, p) == pid)
     given = missing + [n for n, k in zip(unit, kinds, strict=True) if k == "param"]
-    return Keyframe(codec, _annex_b(missing) + sent, len(sent), units, track.fps,
-                    _annex_b(given), "key" not in kinds)
+    return Keyframe(codec, _annex_b(missing) + sent, len(sent) if skimmed is None else skimmed,
+                    units, track.fps, _annex_b(given), "key" not in kinds)
 
 
 def _param_id(codec: str, nal: bytes) -> int:

@@ -68,7 +68,10 @@ async def test_h265_is_read_by_the_lean_client_and_agrees_with_ffprobe(
         codec_server: str, pool: Any) -> None:
     url = f"rtsp://{codec_server}/h265"
     key = await asyncio.to_thread(rtsp_client.fetch_keyframe, url, time.monotonic() + 8, 600)
+    skim = await asyncio.to_thread(rtsp_client.fetch_keyframe, url, time.monotonic() + 8, 600,
+                                   False)
     assert key.codec == "hevc"
+    assert_skimmed(skim, key)
     kinds = [(n >> 1) & 0x3F for n in _nal_headers(key.data)]
     assert kinds[:3] == [32, 33, 34] and any(16 <= k <= 21 for k in kinds), kinds
     probe = _ffprobe_size(url)
@@ -256,9 +259,20 @@ def _digest_ok(head: str, method: str, uri: str) -> bool:
     return f.get("response") == want and f.get("opaque") == "op9" and f.get("uri") == uri
 
 
-async def fetch(url: str, budget: float = 3.0) -> rtsp_client.Keyframe:
+async def fetch(url: str, budget: float = 3.0, whole: bool = True) -> rtsp_client.Keyframe:
     return await asyncio.to_thread(rtsp_client.fetch_keyframe, url,
-                                   time.monotonic() + budget, 50)
+                                   time.monotonic() + budget, 50, whole)
+
+
+def assert_skimmed(skim: rtsp_client.Keyframe, key: rtsp_client.Keyframe) -> None:
+    """A unit fetched with whole=False is the whole one's start, cut inside its first slice,
+    and says the whole unit's size."""
+    assert (skim.codec, skim.units, skim.params, skim.recovery, skim.keyframe_bytes) == (
+        key.codec, key.units, key.params, key.recovery, key.keyframe_bytes)
+    assert key.data.startswith(skim.data)
+    vcl = [h for h in _nal_headers(skim.data)
+           if (1 <= h & 0x1F <= 5 if key.codec == "h264" else (h >> 1) & 0x3F < 32)]
+    assert len(vcl) == 1, _nal_headers(skim.data)  # up to the first slice, not past it
 
 
 async def test_a_keyframe_through_everything_rtp_allows(pool: Any) -> None:
@@ -292,11 +306,14 @@ async def test_a_keyframe_through_everything_rtp_allows(pool: Any) -> None:
     seen: list[str] = []
     async with tcp_server(HOSTILE, 8554, rtsp_camera(media, sprop=sprop, digest=True, seen=seen)):
         key = await fetch(f"rtsp://admin:{PASSWORD}@{HOSTILE}:8554/live")
+        skim = await fetch(f"rtsp://admin:{PASSWORD}@{HOSTILE}:8554/live", whole=False)
         got = await grab(f"rtsp://admin:{PASSWORD}@{HOSTILE}:8554/live")
     assert key.codec == "h264" and key.units == 3  # the partial frame, the P-frame, the key
     assert [n & 0x1F for n in _nal_headers(key.data)] == [7, 8, 6] + [5] * len(idr)
     assert key.keyframe_bytes == len(key.data) - 8 - len(sps) - len(pps)
     assert key.params == b"\x00\x00\x00\x01" + sps + b"\x00\x00\x00\x01" + pps  # from the SDP
+    assert_skimmed(skim, key)  # padding, CSRCs and extensions are not counted
+    assert len(skim.data) < 1000 < len(key.data)  # the first of the slice's fragments
     assert (got.header["width"], got.header["height"]) == (160, 120)
     assert got.grey.std() > 10
     assert all(PASSWORD not in h for h in seen)  # Digest: the password never on the wire
@@ -383,8 +400,10 @@ async def test_a_keyframe_joined_mid_frame_is_not_taken(pool: Any) -> None:
 
     async with tcp_server(HOSTILE, 8554, rtsp_camera(media)):
         key = await fetch(f"rtsp://{HOSTILE}:8554/live")
+        skim = await fetch(f"rtsp://{HOSTILE}:8554/live", whole=False)
     assert key.units == 3
     assert [n & 0x1F for n in _nal_headers(key.data)] == [7, 8, 5, 5]
+    assert_skimmed(skim, key)
 
 
 async def test_a_stream_without_idr_frames(pool: Any) -> None:
@@ -399,8 +418,10 @@ async def test_a_stream_without_idr_frames(pool: Any) -> None:
 
     async with tcp_server(HOSTILE, 8554, rtsp_camera(media)):
         key = await fetch(f"rtsp://{HOSTILE}:8554/live")
+        skim = await fetch(f"rtsp://{HOSTILE}:8554/live", whole=False)
         got = await grab(f"rtsp://{HOSTILE}:8554/live", budget=4.0)
     assert 6 in [n & 0x1F for n in _nal_headers(key.data)] and key.units == 3
+    assert_skimmed(skim, key)
     assert (got.header["width"], got.header["height"]) == (160, 120) and got.grey.std() > 10
 
 
@@ -438,6 +459,32 @@ async def test_a_frame_the_worker_cannot_finish_is_a_bad_reply(
         header, grey, _ = await asyncio.to_thread(
             grab_worker.grab, {"url": f"rtsp://{HOSTILE}:8554/live", "timeout": 3})
     assert (header["ok"], header["reason"], grey) == (False, "bad_reply", b"")
+
+
+def test_skimmed_sizes_are_what_the_depacketizer_makes() -> None:
+    """_annex_b_size, payload by payload, adds what _Depacketizer.push adds to the unit (a
+    fragment being reassembled counted as far as it goes): single NAL units, aggregates (one
+    entry running past the end), fragments, reserved and short payloads, for both codecs."""
+    idr = bytes([0x65]) + bytes(range(256)) * 4
+    h264 = [*fu_a(idr, 300), bytes([0x41, 1, 2, 3]),
+            bytes([0x18]) + struct.pack(">H", 3) + b"\x06\x05\x80" + struct.pack(">H", 2)
+            + b"\x68\x01" + struct.pack(">H", 9) + b"\x01",
+            b"\x1f\x00", b"\x5c", b"\x7c\x85", b"\x7c\x45"]
+    irap = bytes([0x26, 0x01]) + bytes(range(200)) * 3  # IDR_W_RADL
+    hevc = [bytes([0x62, 0x01, 0x80 | 19]) + irap[2:300], bytes([0x62, 0x01, 19]) + irap[300:500],
+            bytes([0x62, 0x01, 0x40 | 19]) + irap[500:],
+            bytes([0x60, 0x01]) + struct.pack(">H", 3) + b"\x40\x01\x0c" + struct.pack(">H", 2)
+            + b"\x42\x01", bytes([0x02, 0x01, 0xAA]), bytes([0x62, 0x01]), b"\x62",
+            bytes([0x7E, 0x01, 9])]
+    for codec, payloads in (("h264", h264), ("hevc", hevc)):
+        depack, counted = rtsp_client._Depacketizer(codec), 0
+        out: list[bytes] = []
+        for i, payload in enumerate(payloads):
+            depack.push(memoryview(payload), out)
+            counted += rtsp_client._annex_b_size(codec, memoryview(payload))
+            pending = 4 + len(depack.fragment) if depack.fragment is not None else 0
+            assert counted == sum(4 + len(n) for n in out) + pending, (codec, i)
+        assert len(out) == (5 if codec == "h264" else 4) and not depack.lost
 
 
 def test_sdp_controls_and_parameter_sets() -> None:
