@@ -18,6 +18,7 @@ RUN_AFTER: dict[str, str] = {"rtsp": "onvif"}
 # A prober must honour its deadline itself; this margin only catches one that does not, so a
 # buggy prober cannot hold up the answer.
 OVERRUN_GRACE = 1.0
+LABEL_SECRET_MIN = 8  # shorter secrets are not masked in labels (scrub)
 
 
 
@@ -61,9 +62,9 @@ def secret_values(target: Target) -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
-def redact(text: str, secrets: list[str]) -> str:
-    """Mask secrets and URL credentials (`rtsp://user:pw@host`) in a text."""
-    return logs.redact(text, secrets)
+def redact(text: str, secrets: list[str], min_length: int = 1) -> str:
+    """Mask secrets (at least `min_length` long) and URL credentials (`rtsp://user:pw@host`)."""
+    return logs.redact(text, secrets, min_length)
 
 
 def _redact_value(value: Any, secrets: list[str]) -> Any:
@@ -82,8 +83,12 @@ def scrub(result: CheckResult, secrets: list[str]) -> None:
     result.message = redact(result.message, secrets)
     result.log = [redact(line, secrets) for line in result.log]
     result.facts = {k: _redact_value(v, secrets) for k, v in result.facts.items()}
+    # Labels are the device's own words: interface, radio, model names. A short secret (an SNMP
+    # community like "vnpt", a password like "admin") is also a word devices use in names, and
+    # masking it there renamed the series and pointed at the secret ("<secret>-uplink"). A
+    # longer one found in a label is the device echoing it: masked.
     for sample in result.samples:
-        sample.labels = {k: redact(v, secrets) for k, v in sample.labels.items()}
+        sample.labels = {k: redact(v, secrets, LABEL_SECRET_MIN) for k, v in sample.labels.items()}
 
 
 async def run_check(

@@ -42,10 +42,11 @@ def register_secrets(values: Iterable[str]) -> None:
     _SECRETS.replace(values)
 
 
-def redact(text: str, extra: Iterable[str] = ()) -> str:
-    """Remove URL credentials, every registered secret and the `extra` secrets from a text."""
+def redact(text: str, extra: Iterable[str] = (), min_length: int = 1) -> str:
+    """Remove URL credentials, every registered secret and the `extra` secrets (those at least
+    `min_length` long) from a text."""
     for value in (*sorted(extra, key=len, reverse=True), *_SECRETS.values()):
-        if value and value in text:
+        if len(value) >= min_length and value in text:
             text = text.replace(value, SECRET_MASK)
     # user:password@ (or user@) and user=/password= parameters in any URL never leave.
     return redact_urls(text)

@@ -17,6 +17,7 @@ from monitor.config import ApProfile, CameraProfile, OnvifAuth
 from probes.base import CheckResult, Credentials, Status, Target
 
 PASSWORD = "hunter2-XYZ"
+COMMUNITY = "vnpt"
 
 
 def camera() -> Target:
@@ -147,6 +148,19 @@ async def test_secrets_masked_in_message_log_and_facts(probers: dict[str, Any]) 
     assert PASSWORD not in r.message + "".join(r.log) + str(r.facts)
     assert r.facts["stream_uri"] == "rtsp://<secret>@127.0.15.1/ch1"
     assert report.status == Status.CRITICAL and report.reasons == ["auth_failed"]
+
+
+def test_labels_keep_the_devices_words() -> None:
+    """A short secret that is also a word of a device's names (the telco's name as community)
+    is not masked in labels: masking renamed the series and showed which word is the secret.
+    A long one there is the device echoing it, and URL credentials never leave."""
+    r = CheckResult("snmp", True, message=f"polled with community {COMMUNITY}")
+    for name in (f"{COMMUNITY}-uplink", f"echo {PASSWORD}", f"http://u:{COMMUNITY}@x/"):
+        r.add("camnet_ap_interface_up", 1, interface=name)
+    checks.scrub(r, [COMMUNITY, PASSWORD])
+    assert [s.labels["interface"] for s in r.samples] == [
+        "vnpt-uplink", "echo <secret>", "http://<secret>@x/"]
+    assert r.message == "polled with community <secret>"
 
 
 async def test_disabled_check_is_skipped(probers: dict[str, Any]) -> None:
