@@ -454,7 +454,8 @@ def fetch_keyframe(url: str, deadline: float, max_units: int, whole: bool = True
 
     With `whole=False` (a stream only parsed, not decoded) `data` ends inside the unit's first
     slice: each unit is depacketized only until its first slice begins and the rest is counted
-    from the RTP headers, not copied (`keyframe_bytes` is still the whole unit's).
+    from the RTP headers, not copied (`keyframe_bytes` is still the whole unit's). A fragment the
+    camera drops after the first slice goes unnoticed there; the unit is not decoded.
     """
     conn = _Connection(url, deadline)
     try:
