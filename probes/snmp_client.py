@@ -329,15 +329,15 @@ async def exchange(proto: _ManagerProtocol, addr: tuple[str, int], message: byte
 
 
 async def get(session: Session, oids: Sequence[bytes]) -> dict[bytes, VarBind]:
-    """GET the given OIDs; objects the agent lacks are left out (v1 noSuchName is retried)."""
+    """GET the given OIDs; objects the agent lacks are left out (noSuchName is retried)."""
     wanted = list(oids)
     found: dict[bytes, VarBind] = {}
     while wanted:
         resp = await session.request(GET_REQUEST, wanted)
         if resp.error_status:
-            if resp.error_status == 2 and session.version == VERSION_1 \
-                    and 1 <= resp.error_index <= len(wanted):
-                # v1 has no per-varbind exceptions: drop the missing object and ask again.
+            if resp.error_status == 2 and 1 <= resp.error_index <= len(wanted):
+                # v1 has no per-varbind exceptions, and some embedded v2c agents answer the
+                # v1 way too: drop the missing object and ask again.
                 del wanted[resp.error_index - 1]
                 continue
             raise status_error(resp.error_status, resp.error_index)

@@ -301,6 +301,27 @@ async def test_v1_no_such_name_is_retried_without_the_object(responder: Responde
     assert result.facts["requests"] > 4  # GETNEXT, one object per column per request
 
 
+async def test_v2c_no_such_name_is_retried_without_the_object(responder: Responder) -> None:
+    # Some embedded v2c agents answer a GET for a missing object the v1 way, with error-status
+    # noSuchName instead of a noSuchObject varbind: the agent answered, the poll must succeed.
+    def v1_style(raw: bytes, req: Any) -> bytes:
+        if req.pdu_type != GET_REQUEST:
+            return raw
+        resp = decode_message(raw)
+        for k, vb in enumerate(resp.varbinds, 1):
+            if vb[1] in (NO_SUCH_OBJECT, NO_SUCH_INSTANCE):
+                return encode_response(resp.version, resp.community, resp.request_id,
+                                       list(req.varbinds), error_status=2, error_index=k)
+        return raw
+
+    responder.mangle = v1_style
+    result = await _probe()
+    assert result.success, result.message
+    assert _value(result, "camnet_ap_up") == 1
+    assert result.facts["sys_name"] == "bad-ap"
+    assert [i["name"] for i in result.facts["interfaces"]] == ["eth1", "eth2"]
+
+
 async def test_silent_agent_stops_at_the_deadline(responder: Responder) -> None:
     responder.mangle = lambda raw, req: None
     loop = asyncio.get_running_loop()
