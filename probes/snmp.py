@@ -80,6 +80,10 @@ METRICS: dict[str, MetricDef] = {
 # now - uptime (a second or so) and small host clock steps; the same 30 s as camnet_ap:rebooted
 # in config/prometheus/rules/camnet.rules.yml.
 REBOOT_THRESHOLD = 30.0
+# Some agents answer every GETBULK with an error-status; they are walked with GETNEXT for this
+# long, then GETBULK is tried again: two errors in a row can still be passing trouble, and on a
+# slow line a GETNEXT walk of a large AP does not fit the check's deadline.
+BULK_RETRY_AFTER = 3600.0
 SYS_UPTIME_WRAP = 2**32 / 100  # TimeTicks wrap after 497 days
 SYS_UPTIME_WRAP_TOLERANCE = 0.01  # a boot time that jumps by a whole wrap period, +-1 %
 
@@ -230,23 +234,18 @@ async def _poll(session: Session, target: Target, settings: SnmpSettings, state:
     columns = m.GENERIC_COLUMNS + [c for c in module.walk_columns() if c not in m.GENERIC_COLUMNS]
     prefixes = [_enc(c) for c in columns]
     reason = ""
-    bulk = settings.bulk and module.bulk and not state.get("bulk_broken")
-    sizes_key = (module.name, bulk)
+    getnext_until = state.get("getnext_until")
+    if getnext_until is not None and time.monotonic() >= getnext_until:
+        del state["getnext_until"]
+        getnext_until = None
+    bulk = settings.bulk and module.bulk and getnext_until is None
     previous = state.get("table_rows")
-    expected = previous[1] if previous is not None and previous[0] == sizes_key else None
+    expected = previous[1] if previous is not None and previous[0] == (module.name, bulk) else None
     repetitions = module.max_repetitions or settings.max_repetitions
     try:
-        try:
-            walked = await walk(session, prefixes, repetitions, bulk, expected)
-        except SnmpAgentError as exc:
-            if not bulk or session.version == VERSION_1:
-                raise
-            # Some agents answer GETBULK with an error-status: walk them with GETNEXT from now on.
-            result.debug(f"GETBULK failed ({exc}); using GETNEXT for this device")
-            state["bulk_broken"] = True
-            sizes_key = (module.name, False)
-            walked = await walk(session, prefixes, repetitions, False, None)
-        state["table_rows"] = (sizes_key, [len(rows) for rows in walked])
+        walked, bulk = await _walk_tables(session, prefixes, repetitions, bulk, expected, state,
+                                          result)
+        state["table_rows"] = ((module.name, bulk), [len(rows) for rows in walked])
     except SnmpWalkError as exc:
         # Keep what the system group gave; the walk result is incomplete.
         walked = [{} for _ in columns]
@@ -258,6 +257,25 @@ async def _poll(session: Session, target: Target, settings: SnmpSettings, state:
     _emit(result, module, found, cols, state)
     result.reason = reason
     return True
+
+
+async def _walk_tables(session: Session, prefixes: list[bytes], repetitions: int, bulk: bool,
+                       expected: list[int] | None, state: dict[str, Any], result: CheckResult,
+                       ) -> tuple[list[dict[bytes, Any]], bool]:
+    """Walk the tables: (rows per column, whether GETBULK was used); see BULK_RETRY_AFTER."""
+    if not bulk or session.version == VERSION_1:
+        return await walk(session, prefixes, repetitions, bulk, expected), bulk
+    for _ in range(2):
+        try:
+            return await walk(session, prefixes, repetitions, True, expected), True
+        except SnmpAgentError as exc:
+            # One error-status may be passing (an AgentX subagent that timed out once): the
+            # first is asked again, in the same poll.
+            result.debug(f"GETBULK failed ({exc})")
+    result.debug(f"GETBULK failed twice; using GETNEXT for this device for "
+                 f"{BULK_RETRY_AFTER:g} s")
+    state["getnext_until"] = time.monotonic() + BULK_RETRY_AFTER
+    return await walk(session, prefixes, repetitions, False, None), False
 
 
 def _scalar(found: dict[bytes, VarBind], oid: str) -> Any:

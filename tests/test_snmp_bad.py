@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -425,8 +426,11 @@ async def test_one_request_in_flight_per_device(responder: Responder) -> None:
     assert responder.requests >= 4 * 3
 
 
-async def test_broken_getbulk_falls_back_to_getnext(responder: Responder) -> None:
+async def test_broken_getbulk_falls_back_to_getnext_for_a_while(responder: Responder) -> None:
+    kinds: list[int] = []
+
     def no_bulk(raw: bytes, req: Any) -> bytes:
+        kinds.append(req.pdu_type)
         if req.pdu_type != GET_BULK_REQUEST:
             return raw
         resp = decode_message(raw)
@@ -436,12 +440,51 @@ async def test_broken_getbulk_falls_back_to_getnext(responder: Responder) -> Non
     responder.mangle = no_bulk
     state: dict[str, Any] = {}
     loop = asyncio.get_running_loop()
-    settings = SnmpSettings(request_timeout=0.5)
+    settings = SnmpSettings(module="generic", request_timeout=0.5)
     first = await probe_snmp(_target(), settings, state, loop.time() + 10)
     assert first.success, first.message
     assert [i["name"] for i in first.facts["interfaces"]] == ["eth1", "eth2"]
-    assert state["bulk_broken"] is True
-    requests = responder.requests
+    assert kinds.count(GET_BULK_REQUEST) == 2  # asked once more before giving up on it
+    assert kinds.count(GET_NEXT_REQUEST) > 0
+    until = state["getnext_until"]
+    assert until == pytest.approx(time.monotonic() + snmp.BULK_RETRY_AFTER, abs=5)
+    kinds.clear()
     second = await probe_snmp(_target(), settings, state, loop.time() + 10)
     assert second.success
-    assert second.facts["requests"] == responder.requests - requests  # no GETBULK tried again
+    assert GET_BULK_REQUEST not in kinds  # GETNEXT until the hour is over
+    assert state["getnext_until"] == until
+    state["getnext_until"] = time.monotonic() - 1  # the hour is over
+    kinds.clear()
+    third = await probe_snmp(_target(), settings, state, loop.time() + 10)
+    assert third.success
+    assert kinds.count(GET_BULK_REQUEST) == 2  # GETBULK tried again, still broken
+    assert state["getnext_until"] > until
+
+
+async def test_one_getbulk_error_is_asked_again(responder: Responder) -> None:
+    # An AgentX subagent that times out once makes the master agent answer genErr once.
+    kinds: list[int] = []
+
+    def one_gen_err(raw: bytes, req: Any) -> bytes:
+        kinds.append(req.pdu_type)
+        if req.pdu_type != GET_BULK_REQUEST or kinds.count(GET_BULK_REQUEST) > 1:
+            return raw
+        resp = decode_message(raw)
+        return encode_response(resp.version, resp.community, resp.request_id,
+                               list(req.varbinds), error_status=5, error_index=1)
+
+    responder.mangle = one_gen_err
+    state: dict[str, Any] = {}
+    loop = asyncio.get_running_loop()
+    settings = SnmpSettings(module="generic", request_timeout=0.5)
+    first = await probe_snmp(_target(), settings, state, loop.time() + 10)
+    assert first.success, first.message
+    assert [i["name"] for i in first.facts["interfaces"]] == ["eth1", "eth2"]
+    assert kinds.count(GET_BULK_REQUEST) == 2
+    assert GET_NEXT_REQUEST not in kinds
+    assert "getnext_until" not in state
+    kinds.clear()
+    second = await probe_snmp(_target(), settings, state, loop.time() + 10)
+    assert second.success, second.message
+    assert GET_BULK_REQUEST in kinds
+    assert GET_NEXT_REQUEST not in kinds
