@@ -38,7 +38,8 @@ from probes.snmp_usm import UsmSession
 METRICS: dict[str, MetricDef] = {
     "camnet_ap_up": MetricDef("gauge", "1 when the SNMP agent answered in the last check"),
     "camnet_ap_boot_time_seconds": MetricDef(
-        "gauge", "Unix time of the last boot (largest of sysUpTime, snmpEngineTime, hrSystemUptime)"
+        "gauge", "Unix time of the last boot (largest of sysUpTime, snmpEngineTime, hrSystemUptime,"
+        " each unwrapped)"
     ),
     "camnet_ap_wifi_clients": MetricDef(
         "gauge", "WiFi clients associated, per radio", ("radio",)
@@ -84,8 +85,20 @@ REBOOT_THRESHOLD = 30.0
 # long, then GETBULK is tried again: two errors in a row can still be passing trouble, and on a
 # slow line a GETNEXT walk of a large AP does not fit the check's deadline.
 BULK_RETRY_AFTER = 3600.0
-SYS_UPTIME_WRAP = 2**32 / 100  # TimeTicks wrap after 497 days
-SYS_UPTIME_WRAP_TOLERANCE = 0.01  # a boot time that jumps by a whole wrap period, +-1 %
+# The uptime clocks: name, OID, seconds per unit, and the modulus they wrap at (TimeTicks after
+# 497 days; snmpEngineTime is 0..2**31-1 seconds).
+UPTIME_CLOCKS = (
+    ("sysUpTime", m.SYS_UPTIME, 0.01, 2**32),
+    ("snmpEngineTime", m.SNMP_ENGINE_TIME, 1.0, 2**31),
+    ("hrSystemUptime", m.HR_SYSTEM_UPTIME, 0.01, 2**32),
+)
+# A clock that went back wrapped (rather than restarted) only if it reads, within this, what it
+# should read after the wrap: the clocks are read at the start of a poll and timed after its
+# walk (up to the check's 10 s deadline, retries included), and the agent's clock drifts from
+# camnet's, by up to WRAP_TOLERANCE_SHARE of the time between the readings. A reboot closer
+# than this to the wrap point is taken for a wrap.
+WRAP_TOLERANCE = 30.0
+WRAP_TOLERANCE_SHARE = 0.01
 
 
 class SnmpSettings(CheckSettings):
@@ -287,12 +300,15 @@ def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
           cols: dict[str, dict[bytes, Any]], state: dict[str, Any]) -> None:
     """Turn the raw values into samples and facts."""
     add = result.add
-    # Uptimes: sysUpTime wraps after 497 days, so the largest of the three clocks wins.
+    # Uptimes: each clock unwrapped on its own; the largest wins (the agent's may have restarted
+    # since the host booted).
+    now = time.monotonic()
+    clocks = state.setdefault("clocks", {})
     uptimes = []
-    for oid, scale in ((m.SYS_UPTIME, 0.01), (m.SNMP_ENGINE_TIME, 1.0), (m.HR_SYSTEM_UPTIME, 0.01)):
+    for name, oid, scale, modulus in UPTIME_CLOCKS:
         value = _scalar(found, oid)
-        if isinstance(value, int) and value >= 0:
-            uptimes.append(value * scale)
+        if isinstance(value, int) and 0 <= value < modulus:
+            uptimes.append(_unwrap(result, clocks, name, value, scale, modulus, now))
     if uptimes:
         _boot_time(result, max(uptimes), state)
 
@@ -432,23 +448,37 @@ def _emit(result: CheckResult, module: m.Module, found: dict[bytes, VarBind],
         sys_descr=sys_descr)
 
 
+def _unwrap(result: CheckResult, clocks: dict[str, tuple[int, int, float]], name: str, raw: int,
+            scale: float, modulus: int, now: float) -> float:
+    """Seconds a clock has run, counting the wraps camnet saw (a clock that went back otherwise
+    restarted)."""
+    wraps = 0
+    previous = clocks.get(name)
+    if previous is not None:
+        previous_raw, wraps, then = previous
+        elapsed = max(0.0, now - then)
+        expected = previous_raw + elapsed / scale
+        crossed = round((expected - raw) / modulus)  # wraps that bring raw closest to expected
+        tolerance = (WRAP_TOLERANCE + WRAP_TOLERANCE_SHARE * elapsed) / scale
+        if crossed >= 1 and abs(raw + crossed * modulus - expected) <= tolerance:
+            result.debug(f"{name} wrapped since the last check")
+            wraps += crossed
+        elif raw < previous_raw or expected - raw > tolerance:
+            # Went back, or fell behind: restarted. The second matters once wrapped, where a
+            # restarted clock that passed its last reading would otherwise keep the wraps.
+            wraps = 0
+    clocks[name] = (raw, wraps, now)
+    return (raw + wraps * modulus) * scale
+
+
 def _boot_time(result: CheckResult, uptime: float, state: dict[str, Any]) -> None:
-    """Export the boot time (now - uptime) and tell a reboot from a sysUpTime wrap."""
+    """Export the boot time (now - uptime) and flag a reboot."""
     boot = time.time() - uptime
     previous = state.get("boot_time")
-    previous_uptime = state.get("uptime", 0.0)
-    if previous is not None:
-        wraps = round((boot - previous) / SYS_UPTIME_WRAP)
-        unwrapped = uptime + wraps * SYS_UPTIME_WRAP
-        off = abs(boot - previous - wraps * SYS_UPTIME_WRAP)
-        if wraps >= 1 and off <= SYS_UPTIME_WRAP_TOLERANCE * SYS_UPTIME_WRAP \
-                and unwrapped >= previous_uptime:
-            result.debug(f"sysUpTime wrapped {wraps} time(s) since the last check")
-            boot -= wraps * SYS_UPTIME_WRAP
-            uptime = unwrapped
-        elif boot - previous > REBOOT_THRESHOLD or uptime < previous_uptime:
-            result.debug("boot time changed: the device rebooted")
-            result.facts["rebooted"] = True
+    if previous is not None and (boot - previous > REBOOT_THRESHOLD
+                                 or uptime < state.get("uptime", 0.0)):
+        result.debug("boot time changed: the device rebooted")
+        result.facts["rebooted"] = True
     # Stored every poll (not only on a change), so slow drift never adds up to a "reboot".
     state["boot_time"] = boot
     state["uptime"] = uptime

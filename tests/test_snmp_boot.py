@@ -1,6 +1,7 @@
-"""Boot time and reboots from the agent's uptime clocks: drift, host clock steps, sysUpTime wrap.
+"""Boot time and reboots from the agent's uptime clocks: drift, host clock steps, clock wraps.
 
-`_emit` is fed a system group directly, with camnet's wall clock under test control.
+`_emit` is fed a system group directly, with camnet's wall and monotonic clocks under test
+control.
 """
 
 from __future__ import annotations
@@ -22,19 +23,28 @@ WRAP_TICKS = 2**32
 
 
 class Poller:
-    """Polls one agent's uptime clocks at chosen wall-clock times, with one state dict."""
+    """Polls one agent's uptime clocks at chosen times, with one state dict.
+
+    `now` is camnet's wall clock; its monotonic clock runs with it unless a test steps the wall
+    clock alone (`step`).
+    """
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now = T0
+        self.step = 0.0
         self.state: dict[str, Any] = {}
-        monkeypatch.setattr(snmp, "time", types.SimpleNamespace(time=lambda: self.now))
+        monkeypatch.setattr(snmp, "time", types.SimpleNamespace(
+            time=lambda: self.now, monotonic=lambda: self.now - self.step))
 
-    def poll(self, now: float, sys_uptime_ticks: int, engine_time: int | None = None) -> CheckResult:
+    def poll(self, now: float, sys_uptime_ticks: int | None, engine_time: int | None = None,
+             hr_uptime_ticks: int | None = None) -> CheckResult:
         self.now = now
-        found = {encode_oid(m.SYS_UPTIME): (encode_oid(m.SYS_UPTIME), TIMETICKS, sys_uptime_ticks)}
-        if engine_time is not None:
-            found[encode_oid(m.SNMP_ENGINE_TIME)] = (encode_oid(m.SNMP_ENGINE_TIME), 0x02,
-                                                     engine_time)
+        found = {}
+        for oid, tag, value in ((m.SYS_UPTIME, TIMETICKS, sys_uptime_ticks),
+                                (m.SNMP_ENGINE_TIME, 0x02, engine_time),
+                                (m.HR_SYSTEM_UPTIME, TIMETICKS, hr_uptime_ticks)):
+            if value is not None:
+                found[encode_oid(oid)] = (encode_oid(oid), tag, value)
         result = CheckResult("snmp", success=False)
         snmp._emit(result, m.MODULES["generic"], found, defaultdict(dict), self.state)
         return result
@@ -56,9 +66,11 @@ def test_slow_clock_drift_never_adds_up_to_a_reboot(monkeypatch: pytest.MonkeyPa
 def test_host_clock_step_is_not_a_reboot(monkeypatch: pytest.MonkeyPatch) -> None:
     p = Poller(monkeypatch)
     p.poll(T0, 100_000)
+    p.step = 20
     stepped = p.poll(T0 + 15 + 20, 101_500)  # NTP stepped camnet's clock by +20 s
     assert not stepped.facts.get("rebooted")
-    assert not p.poll(T0 + 50 - 20, 103_000).facts.get("rebooted")  # and back
+    p.step = 0
+    assert not p.poll(T0 + 30, 103_000).facts.get("rebooted")  # and back
 
 
 def test_reboot_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,7 +95,7 @@ def test_sys_uptime_wrap_is_not_a_reboot(monkeypatch: pytest.MonkeyPatch) -> Non
     after = p.poll(T0 + 15, 5_00)  # 5 s after it
     assert not after.facts.get("rebooted")
     assert abs(_boot(after) - _boot(before)) < 1
-    assert after.facts["uptime"] == pytest.approx(snmp.SYS_UPTIME_WRAP + 5)
+    assert after.facts["uptime"] == pytest.approx(WRAP_TICKS / 100 + 5)
     later = p.poll(T0 + 30, 20_00)
     assert not later.facts.get("rebooted")
     assert abs(_boot(later) - _boot(before)) < 1
@@ -98,3 +110,59 @@ def test_engine_time_keeps_the_boot_time_across_the_wrap(monkeypatch: pytest.Mon
     after = p.poll(T0 + 15, 5_00, engine_time=uptime + 15)
     assert not after.facts.get("rebooted")
     assert abs(_boot(after) - _boot(before)) < 1
+
+
+def test_both_timeticks_clocks_wrap(monkeypatch: pytest.MonkeyPatch) -> None:
+    # sysUpTime and hrSystemUptime wrap within one poll of each other (snmpd started at boot).
+    p = Poller(monkeypatch)
+    before = p.poll(T0, WRAP_TICKS - 10_00, hr_uptime_ticks=WRAP_TICKS - 12_00)
+    after = p.poll(T0 + 15, 5_00, hr_uptime_ticks=3_00)
+    assert not after.facts.get("rebooted")
+    assert abs(_boot(after) - _boot(before)) < 1
+    assert after.facts["uptime"] == pytest.approx(WRAP_TICKS / 100 + 5)
+    later = p.poll(T0 + 30, 20_00, hr_uptime_ticks=18_00)
+    assert not later.facts.get("rebooted")
+    assert abs(_boot(later) - _boot(before)) < 1
+
+
+def test_reboot_just_before_the_wrap_is_a_reboot(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only sysUpTime; up 494 days (3 days short of the wrap), reboots, answers 30 s later up 20 s.
+    p = Poller(monkeypatch)
+    p.poll(T0, 494 * 86400 * 100)
+    after = p.poll(T0 + 30, 20_00)
+    assert after.facts.get("rebooted")
+    assert _boot(after) == pytest.approx(T0 + 10, abs=1)
+    assert after.facts["uptime"] == pytest.approx(20)
+    later = p.poll(T0 + 60, 50_00)
+    assert not later.facts.get("rebooted")
+    assert _boot(later) == pytest.approx(T0 + 10, abs=1)
+
+
+def test_host_uptime_wrap_with_a_younger_agent_is_not_a_reboot(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The host has been up 497 days, its snmpd only 100 (restarted since): hrSystemUptime wraps,
+    # sysUpTime does not. The boot time stays the host's.
+    p = Poller(monkeypatch)
+    agent = 100 * 86400 * 100
+    before = p.poll(T0, agent, hr_uptime_ticks=WRAP_TICKS - 20_00)
+    assert _boot(before) == pytest.approx(T0 - WRAP_TICKS / 100 + 20, abs=1)
+    after = p.poll(T0 + 30, agent + 30_00, hr_uptime_ticks=10_00)
+    assert not after.facts.get("rebooted")
+    assert abs(_boot(after) - _boot(before)) < 1
+    # The host rebooting later is still a reboot, though hrSystemUptime passed its last reading.
+    rebooted = p.poll(T0 + 150, 55_00, hr_uptime_ticks=60_00)
+    assert rebooted.facts.get("rebooted")
+    assert _boot(rebooted) == pytest.approx(T0 + 90, abs=1)
+
+
+def test_sys_uptime_wrap_within_the_tolerance_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The agent's clock runs 5 s fast over a 15 s poll: still its wrap. A clock that went back
+    # to far from where the wrap would put it restarted.
+    p = Poller(monkeypatch)
+    before = p.poll(T0, WRAP_TICKS - 10_00)
+    after = p.poll(T0 + 15, 10_00)
+    assert not after.facts.get("rebooted")
+    assert abs(_boot(after) - _boot(before)) < 6
+    p = Poller(monkeypatch)
+    p.poll(T0, WRAP_TICKS - 10_00)
+    assert p.poll(T0 + 120, 5_00).facts.get("rebooted")  # 110 s after the wrap it should read
