@@ -10,6 +10,7 @@ walks stay shared code.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 import weakref
 from collections.abc import Sequence
@@ -80,9 +81,13 @@ _TAGS = {
     "EndOfMibView": END_OF_MIB_VIEW,
 }
 
-_ENGINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
-# UdpTransportTarget.create() resolves the name: once per device, not once per poll.
-_TARGETS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, int, float, int], Any]] = (
+# Per event loop, one engine per v3 user (see _engine); "" for v1/v2c and the first of a name.
+_ENGINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
+# UdpTransportTarget.create() resolves the name: once per device and engine, not once per poll.
+_TARGETS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, str, int, float, int], Any]] = (
     weakref.WeakKeyDictionary()
 )
 _LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, int], asyncio.Lock]] = (
@@ -90,13 +95,28 @@ _LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, int
 )
 
 
-def _engine() -> Any:
-    """One SnmpEngine per event loop: creating one costs ~190 ms of CPU."""
-    loop = asyncio.get_running_loop()
-    engine = _ENGINES.get(loop)
+def _engine(key: str) -> Any:
+    """The event loop's SnmpEngine for `key` (creating one costs ~190 ms of CPU)."""
+    engines = _ENGINES.setdefault(asyncio.get_running_loop(), {})
+    engine = engines.get(key)
     if engine is None:
-        engine = _ENGINES[loop] = hl.SnmpEngine()
+        engine = engines[key] = hl.SnmpEngine()
     return engine
+
+
+# An engine keeps one set of keys per v3 user name: two APs with the same user name but other
+# keys, polled at once, had one of them rejected ("Wrong SNMP PDU digest"). The first set of
+# keys seen for a name uses the common engine; any other set gets an engine of its own.
+_FIRST_KEYS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _engine_key(user: str, keys: tuple[Any, ...]) -> str:
+    """Which engine polls this v3 user with these keys ("" is the common engine)."""
+    digest = hashlib.sha256(repr((user, keys)).encode()).hexdigest()
+    first = _FIRST_KEYS.setdefault(asyncio.get_running_loop(), {}).setdefault(user, digest)
+    return "" if digest == first else digest
 
 
 _GROWN: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -124,8 +144,8 @@ def close_engines() -> None:
     except RuntimeError:
         return
     _TARGETS.pop(loop, None)
-    engine = _ENGINES.pop(loop, None)
-    if engine is not None:
+    _FIRST_KEYS.pop(loop, None)
+    for engine in _ENGINES.pop(loop, {}).values():
         engine.close_dispatcher()
 
 
@@ -174,9 +194,13 @@ class PysnmpSession:
                 kwargs["privKey"] = creds.secret("priv_password")
                 kwargs["privProtocol"] = PRIV_PROTOCOLS[auth.priv_protocol]
             self.auth_data: Any = hl.UsmUserData(auth.username or "", **kwargs)
+            self._user: tuple[str, tuple[Any, ...]] | None = (
+                auth.username or "", (level, *sorted(kwargs.items())))
         else:
             community = (creds.secret("community") if creds is not None else None) or "public"
             self.auth_data = hl.CommunityData(community, mpModel=self.version)
+            self._user = None
+        self._engine_key: str | None = None
         self._target: Any = None
 
     async def request(self, pdu_type: int, oids: Sequence[bytes], non_repeaters: int = 0,
@@ -185,9 +209,11 @@ class PysnmpSession:
         loop = asyncio.get_running_loop()
         locks = _LOCKS.setdefault(loop, {})
         lock = locks.setdefault((self.host, self.port), asyncio.Lock())
-        engine = _engine()
+        if self._engine_key is None:
+            self._engine_key = _engine_key(*self._user) if self._user is not None else ""
+        engine = _engine(self._engine_key)
         if self._target is None:
-            key = (self.host, self.port, self.timeout, self.retries)
+            key = (self._engine_key, self.host, self.port, self.timeout, self.retries)
             targets = _TARGETS.setdefault(loop, {})
             self._target = targets.get(key)
             if self._target is None:

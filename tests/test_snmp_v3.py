@@ -27,6 +27,8 @@ from probes.snmp_v3 import close_engines
 
 HOST = "127.0.11.20"
 LOSSY = "127.0.11.21"  # LossyLine in front of snmpd
+OTHER = "127.0.11.22"  # a second snmpd: same v3 user name, other keys
+OTHER_AUTH, OTHER_PRIV = "other-auth-pass", "other-priv-pass"
 PORT = 1161
 PORT6 = 16161  # on ::1 (IPv6 loopback)
 AUTH_PASS = "camnet-auth-pass"
@@ -47,18 +49,9 @@ def _user(auth: str, priv: str) -> str:
     return f"u{auth.lower()}{priv.lower()}"
 
 
-@pytest.fixture(scope="module")
-def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Debian snmpd with one v3 user per protocol pair, plus noAuth and authNoPriv users."""
-    work = tmp_path_factory.mktemp("snmpd-v3")
-    lines = [f"agentaddress udp:{HOST}:{PORT},udp6:[::1]:{PORT6}", "rocommunity public 127.0.0.0/8",
-             "rocommunity6 public ::1/128"]
-    for (auth, priv), (n_auth, n_priv) in COMBOS.items():
-        user = _user(auth, priv)
-        lines += [f'createUser {user} {n_auth} "{AUTH_PASS}" {n_priv} "{PRIV_PASS}"',
-                  f"rouser {user} priv"]
-    lines += ["createUser unoauth", "rouser unoauth noauth",
-              f'createUser uauthonly SHA-256 "{AUTH_PASS}"', "rouser uauthonly auth"]
+@contextlib.contextmanager
+def _snmpd(work: Path, host: str, lines: list[str]) -> Iterator[Path]:
+    """Debian snmpd on `host`:PORT with these config lines, until the block ends."""
     conf = work / "snmpd.conf"
     conf.write_text("\n".join(lines) + "\n")
     env = dict(os.environ, SNMP_PERSISTENT_DIR=str(work / "persist"))
@@ -68,7 +61,7 @@ def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     try:
         end = time.monotonic() + 20
         while subprocess.run(["snmpget", "-v2c", "-c", "public", "-t", "0.5", "-r", "0",
-                              f"{HOST}:{PORT}", "1.3.6.1.2.1.1.3.0"], env=env,
+                              f"{host}:{PORT}", "1.3.6.1.2.1.1.3.0"], env=env,
                              capture_output=True, check=False).returncode != 0:
             if time.monotonic() > end or proc.poll() is not None:
                 raise RuntimeError("snmpd did not start")
@@ -79,10 +72,35 @@ def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         proc.wait()
 
 
-def _target(**auth: Any) -> Target:
+@pytest.fixture(scope="module")
+def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Debian snmpd with one v3 user per protocol pair, plus noAuth and authNoPriv users."""
+    lines = [f"agentaddress udp:{HOST}:{PORT},udp6:[::1]:{PORT6}", "rocommunity public 127.0.0.0/8",
+             "rocommunity6 public ::1/128"]
+    for (auth, priv), (n_auth, n_priv) in COMBOS.items():
+        user = _user(auth, priv)
+        lines += [f'createUser {user} {n_auth} "{AUTH_PASS}" {n_priv} "{PRIV_PASS}"',
+                  f"rouser {user} priv"]
+    lines += ["createUser unoauth", "rouser unoauth noauth",
+              f'createUser uauthonly SHA-256 "{AUTH_PASS}"', "rouser uauthonly auth"]
+    with _snmpd(tmp_path_factory.mktemp("snmpd-v3"), HOST, lines) as work:
+        yield work
+
+
+@pytest.fixture(scope="module")
+def other_snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A second AP whose v3 user has the first one's name, not its keys."""
+    lines = [f"agentaddress udp:{OTHER}:{PORT}", "rocommunity public 127.0.0.0/8",
+             f'createUser {_user("SHA", "AES")} SHA "{OTHER_AUTH}" AES "{OTHER_PRIV}"',
+             f'rouser {_user("SHA", "AES")} priv']
+    with _snmpd(tmp_path_factory.mktemp("snmpd-v3-other"), OTHER, lines) as work:
+        yield work
+
+
+def _target(host: str = HOST, **auth: Any) -> Target:
     secrets = {k: SecretStr(v) for k, v in auth.items() if k.endswith("password") or k == "community"}
     config = SnmpAuth(type="snmp", **{k: v for k, v in auth.items() if k not in secrets})
-    return Target("ap-v3", "ap", HOST, {}, Credentials(config, secrets), {"snmp_port": PORT})
+    return Target("ap-v3", "ap", host, {}, Credentials(config, secrets), {"snmp_port": PORT})
 
 
 MODES = ("fast", "pysnmp")
@@ -111,6 +129,30 @@ async def test_auth_priv_protocols(snmpd: Path, auth: str, priv: str, mode: str)
     assert v3.facts["sys_descr"] == v2c.facts["sys_descr"]
     assert [i["name"] for i in v3.facts["interfaces"]] == [i["name"] for i in v2c.facts["interfaces"]]
     assert v3.facts["interfaces"], "snmpd serves this host's interfaces"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_one_user_name_with_two_sets_of_keys_polled_at_once(
+        snmpd: Path, other_snmpd: Path, mode: str) -> None:
+    """Two APs whose v3 users share a name but not their keys, polled at the same time."""
+    def ap(host: str, auth_password: str, priv_password: str) -> Target:
+        return _target(host, version="3", username=_user("SHA", "AES"),
+                       security_level="authPriv", auth_protocol="SHA",
+                       auth_password=auth_password, priv_protocol="AES",
+                       priv_password=priv_password)
+
+    settings = SnmpSettings(request_timeout=1.0, retries=1, mode=mode)
+    loop = asyncio.get_running_loop()
+    try:
+        for _ in range(3):
+            results = await asyncio.gather(
+                probe_snmp(ap(HOST, AUTH_PASS, PRIV_PASS), settings, {}, loop.time() + 20),
+                probe_snmp(ap(OTHER, OTHER_AUTH, OTHER_PRIV), settings, {}, loop.time() + 20))
+            assert [(r.success, r.reason) for r in results] == [(True, "")] * 2, [
+                r.message for r in results]
+    finally:
+        close_managers()
+        close_engines()
 
 
 @pytest.mark.parametrize("mode", MODES)
