@@ -260,6 +260,20 @@ def _int_at(data: bytes, i: int, end_limit: int) -> tuple[int, int]:
     return int.from_bytes(data[start:end], "big", signed=True), end
 
 
+def peek_request_id(data: bytes) -> tuple[bytes, int] | None:
+    """(community, request-id) of a v1/v2c message, its varbinds not decoded; None when even
+    its start is malformed."""
+    try:
+        i, msg_end = _header(data, 0, SEQUENCE)
+        _, i = _int_at(data, i, msg_end)
+        start, i = _header(data, i, OCTET_STRING)
+        community = data[start:i]
+        i, pdu_end = _header(data, i, data[i])
+        return community, _int_at(data, i, pdu_end)[0]
+    except (BerError, IndexError):
+        return None
+
+
 def decode_message(data: bytes, requests: bool = False) -> Response:
     """Decode a v1/v2c response (or, with `requests`, any PDU); BerError when malformed."""
     try:

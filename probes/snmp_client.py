@@ -32,6 +32,7 @@ from probes.snmp_ber import (
     encode_request,
     oid_str,
     oid_tuple,
+    peek_request_id,
 )
 
 RECEIVE_BUFFER = 4 * 1024 * 1024  # 100 devices answering at once overflowed the default buffer
@@ -140,6 +141,13 @@ class _ManagerProtocol(asyncio.DatagramProtocol):
         if pending is None or pending.future.done():
             self.stray += 1
             return
+        if pending.decode is None:
+            # Whose answer it is, before its varbinds are decoded: a device flooding wrong or
+            # late answers (a 62 KB one costs ≈ 3 ms to decode) must not slow the others.
+            peeked = peek_request_id(data)
+            if peeked is not None and peeked != (pending.community, pending.request_id):
+                self.stray += 1
+                return
         try:
             resp = (pending.decode or decode_message)(data)
         except SnmpError as exc:

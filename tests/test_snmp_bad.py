@@ -18,7 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from monitor.config import SnmpAuth
-from probes import snmp
+from probes import snmp, snmp_client
 from probes.base import CheckResult, Credentials, Target
 from probes.snmp import SnmpSettings, probe_snmp
 from probes.snmp_ber import (
@@ -226,6 +226,29 @@ async def test_answer_with_the_wrong_request_id_is_ignored(responder: Responder)
     responder.mangle = wrong_id
     result = await _probe()
     assert result.reason == "timeout"
+
+
+async def test_a_flood_of_other_answers_is_not_decoded(responder: Responder,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answers with another request-id are set aside before their varbinds are decoded: a
+    device flooding big ones costs little more than receiving them."""
+    def flood(raw: bytes, req: Any) -> list[bytes]:
+        resp = decode_message(raw)
+        other = encode_response(resp.version, resp.community, resp.request_id + 1,
+                                resp.varbinds * 20)
+        return [other] * 10 + [raw]
+
+    decoded: list[int] = []
+
+    def counting(data: bytes, requests: bool = False) -> Any:
+        decoded.append(len(data))
+        return decode_message(data, requests)
+
+    monkeypatch.setattr(snmp_client, "decode_message", counting)
+    responder.mangle = flood
+    result = await _probe()
+    assert result.success, result.message
+    assert len(decoded) == result.facts["requests"]  # the real answers only
 
 
 async def test_duplicated_answers_flood_is_harmless(responder: Responder) -> None:
