@@ -381,9 +381,13 @@ async def walk(session: Session, columns: Sequence[bytes], max_repetitions: int 
     else:
         single, active = [], list(range(len(columns)))
     repetitions = max_repetitions
+    # GETNEXT: columns per request. An old v1 agent with a small buffer answers tooBig to a
+    # request for a dozen columns: it is asked for fewer at a time.
+    per_request = len(columns)
     for _ in range(MAX_REQUESTS_PER_WALK):
         if not active and not single:
             return results
+        batch = active if bulk else active[:per_request]
         if bulk:
             reps = repetitions
             if expected is not None and active:
@@ -393,19 +397,22 @@ async def walk(session: Session, columns: Sequence[bytes], max_repetitions: int 
             asked = [position[c] for c in single] + [position[c] for c in active]
             resp = await session.request(GET_BULK_REQUEST, asked, len(single), reps)
         else:
-            asked = [position[c] for c in active]
+            asked = [position[c] for c in batch]
             resp = await session.request(GET_NEXT_REQUEST, asked)
         if resp.error_status:
             if resp.error_status == 1 and bulk and repetitions > 1:
                 repetitions = max(1, repetitions // 2)  # tooBig: ask for fewer rows
                 continue
-            if resp.error_status == 2 and not bulk and 1 <= resp.error_index <= len(active):
+            if resp.error_status == 1 and not bulk and len(batch) > 1:
+                per_request = len(batch) // 2  # tooBig: ask for fewer columns
+                continue
+            if resp.error_status == 2 and not bulk and 1 <= resp.error_index <= len(batch):
                 # v1 GETNEXT past the end of the MIB: that column is finished.
                 del active[resp.error_index - 1]
                 continue
             raise status_error(resp.error_status, resp.error_index)
         oids, tags, values = resp.oids, resp.tags, resp.values
-        width = len(active)
+        width = len(batch)
         n_single = len(single) if bulk else 0
         if len(oids) < n_single + (1 if width else 0) or (not bulk and len(oids) != width):
             raise SnmpBadReply(f"walk answer with {len(oids)} varbinds for {width} columns")
@@ -418,14 +425,14 @@ async def walk(session: Session, columns: Sequence[bytes], max_repetitions: int 
                 progressed = True
         single = []
         still = []
-        for slot, c in enumerate(active):
+        for slot, c in enumerate(batch):
             k = n_single + slot
             taken, ended = _take(columns[c], oids[k::width], tags[k::width], values[k::width],
                                  last, position, results, c)
-            progressed = progressed or taken > 0
+            progressed = progressed or taken > 0 or ended
             if not ended:
                 still.append(c)
-        active = still + joined
+        active = active[len(batch):] + still + joined  # columns not asked this time first
         if active and not progressed:
             raise SnmpBadReply("walk made no progress")
         rows = sum(map(len, results))

@@ -295,6 +295,21 @@ async def test_end_of_mib_view_ends_walks(responder: Responder) -> None:
     assert [i["tx_bytes"] for i in result.facts["interfaces"]] == [None, None]
 
 
+async def test_v1_too_big_getnext_asks_for_fewer_columns(responder: Responder) -> None:
+    """An old v1 agent with a small buffer answers tooBig to a GETNEXT of many columns."""
+    def small_buffer(raw: bytes, req: Any) -> bytes:
+        if req.pdu_type == GET_NEXT_REQUEST and len(req.varbinds) > 3:
+            return encode_response(req.version, req.community, req.request_id,
+                                   list(req.varbinds), error_status=1)
+        return raw
+
+    responder.mangle = small_buffer
+    result = await _probe(_target(version="1"))
+    assert result.success, result.message
+    assert [(i["name"], i["rx_bytes"], i["tx_bytes"]) for i in result.facts["interfaces"]] == [
+        ("eth1", 1000, 2000), ("eth2", 2000, 4000)]
+
+
 async def test_agent_error_status(responder: Responder) -> None:
     def gen_err(raw: bytes, req: Any) -> bytes:
         resp = decode_message(raw)
