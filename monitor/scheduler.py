@@ -27,6 +27,9 @@ DEADLINE_SHARE_OF_INTERVAL = 0.9
 # Devices that failed their last check wait in a separate, smaller pool, so a batch of hanging
 # devices can only delay each other, never the healthy ones.
 FAILING_POOL_SHARE = 0.25
+# Backoff doubles at most this many times: 2 ** 1024 no longer fits a float, and a device can
+# fail that often (17 h at 60 s); any cap in use is reached long before.
+MAX_BACKOFF_DOUBLINGS = 30
 
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -126,7 +129,7 @@ def next_delay(settings: CheckSettings, failures: int) -> float:
     if failures <= 1:
         return settings.interval
     cap = max(settings.interval, settings.max_backoff)
-    return min(settings.interval * 2 ** (failures - 1), cap)
+    return min(settings.interval * 2 ** min(failures - 1, MAX_BACKOFF_DOUBLINGS), cap)
 
 
 def reason_key(reason: str) -> str:
@@ -143,6 +146,11 @@ async def _reap(tasks: list[asyncio.Task[None]]) -> None:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise
+        except Exception as e:
+            # The task had already ended on this error: stopping it must still stop the others
+            # (and let a reload or the shutdown go on).
+            event(log, logging.ERROR, "task had ended on an error", task=task.get_name(),
+                  error=f"{type(e).__name__}: {e}")
 
 
 class Scheduler:
@@ -240,21 +248,35 @@ class Scheduler:
         rec = self.state.devices[device_id]
         settings: CheckSettings = getattr(rec.profile, check)
         due = loop.time() + spread_offset(device_id, check, settings.interval)
+        error = ""  # the last unexpected error of this job, logged once while it repeats
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))
-            pools = self._pools[check]
-            pool = pools.failing if rec.failures.get(check, 0) > 0 else pools.healthy
-            async with pool:
-                started = loop.time()
-                self.metrics.lag.observe(max(0.0, started - due))
-                result = await self.run_check(rec, check, settings)
-            self.record(rec, check, result)
+            try:
+                await self._run_due(rec, check, settings, due)
+                error = ""
+            except Exception as e:
+                # A bug (a prober's malformed result, the bookkeeping) must not end the device's
+                # checks for good: the job logs it and runs again when next due.
+                text = f"{type(e).__name__}: {e}"
+                if text != error:
+                    event(log, logging.ERROR, "check run failed unexpectedly",
+                          device=device_id, check=check, error=text)
+                error = text
             delay = next_delay(settings, rec.failures.get(check, 0))
             due += delay
             if due < loop.time():
                 # Late (the loop was busy or the check overran): skip the missed slots rather
                 # than firing a burst to catch up.
                 due = loop.time() + delay
+
+    async def _run_due(self, rec: DeviceRecord, check: str, settings: CheckSettings, due: float) -> None:
+        loop = asyncio.get_running_loop()
+        pools = self._pools[check]
+        pool = pools.failing if rec.failures.get(check, 0) > 0 else pools.healthy
+        async with pool:
+            self.metrics.lag.observe(max(0.0, loop.time() - due))
+            result = await self.run_check(rec, check, settings)
+        self.record(rec, check, result)
 
     async def run_check(self, rec: DeviceRecord, check: str, settings: CheckSettings) -> CheckResult:
         """Run one check now under its deadline; always returns a result."""

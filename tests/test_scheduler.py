@@ -52,6 +52,9 @@ def test_first_runs_spread_over_the_interval() -> None:
 def test_backoff_grows_and_is_capped() -> None:
     s = CheckSettings(interval=10, timeout=5, max_backoff=60)
     assert [next_delay(s, n) for n in range(6)] == [10, 10, 20, 40, 60, 60]
+    # Days of failures: 2 ** 1024 would overflow a float and end the device's job.
+    assert next_delay(s, 1025) == 60
+    assert next_delay(s, 10**6) == 60
     # A cap below the interval never makes a failing device polled faster than a healthy one.
     assert next_delay(CheckSettings(interval=30, timeout=5, max_backoff=5), 4) == 30
 
@@ -284,3 +287,48 @@ async def test_a_resized_pool_counts_the_runs_under_way(tmp_path: Path) -> None:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await sched.stop()
+
+
+async def test_a_job_outlives_an_unexpected_error_and_stop_does_not_raise(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="camnet.scheduler")
+    calls = 0
+
+    async def forgets_its_result(target, settings, state, deadline):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1  # returns None: the error comes up in the bookkeeping, outside run_check's net
+
+    cfg = tmp_path / "camnet.yaml"
+    ap_config(cfg, [("ap-01", "127.0.13.74", PORT)], interval="100ms", timeout="50ms")
+    state = State()
+    state.load(load_config(cfg))
+    sched = Scheduler(state, SchedulerMetrics(CollectorRegistry()), probers={"snmp": forgets_its_result})
+    sched.start()
+    try:
+        await asyncio.sleep(0.65)
+        assert calls >= 3, calls  # still scheduled after the first error
+        assert not sched._tasks[("ap-01", "snmp")].done()
+    finally:
+        await sched.stop()
+    messages = [r.getMessage() for r in caplog.records if r.name == "camnet.scheduler"]
+    assert messages == ["check run failed unexpectedly"], messages  # once, not at every run
+
+
+async def test_stop_and_reload_go_on_past_a_job_that_had_died(tmp_path: Path) -> None:
+    async def died() -> None:
+        raise RuntimeError("a bug")
+
+    cfg = tmp_path / "camnet.yaml"
+    ap_config(cfg, [("ap-01", "127.0.13.75", PORT)])
+    state = State()
+    state.load(load_config(cfg))
+    sched = Scheduler(state, SchedulerMetrics(CollectorRegistry()), probers={"snmp": line_probe})
+    sched._tasks[("ap-01", "snmp")] = asyncio.create_task(died())
+    await asyncio.sleep(0)
+    await sched.apply(set(), {"ap-01"}, set())  # a reload replaces the dead job
+    assert not sched._tasks[("ap-01", "snmp")].done()
+    sched._tasks[("ap-02", "snmp")] = asyncio.create_task(died())
+    await asyncio.sleep(0)
+    await sched.stop()  # no exception: the daemon's shutdown goes on to save the picture memory
+    assert not sched._tasks
