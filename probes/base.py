@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,15 +20,22 @@ def parse_duration(value: Any) -> float:
     """Turn `30s`, `1.5m`, `500ms`, `2h` or a number of seconds into seconds."""
     if isinstance(value, bool):
         raise ValueError("a duration must be a number of seconds or a string like '30s'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        m = _DURATION_RE.match(value)
-        if not m:
-            raise ValueError(f"{value!r} is not a duration (use e.g. 500ms, 30s, 5m, 1h)")
-        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-    else:
-        raise ValueError("a duration must be a number of seconds or a string like '30s'")
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str):
+            m = _DURATION_RE.match(value)
+            if not m:
+                raise ValueError(f"{value!r} is not a duration (use e.g. 500ms, 30s, 5m, 1h)")
+            seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        else:
+            raise ValueError("a duration must be a number of seconds or a string like '30s'")
+    except OverflowError:
+        seconds = math.inf  # an integer of hundreds of digits
+    # NaN passes every comparison below, and a deadline of NaN or infinity corrupts the
+    # event loop's timers.
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be a finite number of seconds")
     if seconds <= 0:
         raise ValueError("a duration must be greater than zero")
     return seconds
