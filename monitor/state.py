@@ -48,10 +48,22 @@ class DeviceRecord:
 DISPLAY_OPTIONS = frozenset({"name"})
 
 
+# What the probers learn of the device itself, whichever credentials reach it: kept when only
+# the credentials change (a password rotation), as a restart keeps the picture memory
+# (monitor.memory.reach_key leaves them out). Everything else is dropped: the auth backoff,
+# the stream, picture and snapshot URIs (another user may be given others), the SNMP agent's
+# answers (another user may see other views).
+CREDENTIAL_FREE_STATE = frozenset({
+    "image",  # the picture memory: reference view, sharpness baseline, bad-check streaks
+    "last_frame_jpeg", "last_frame_jpeg_time", "last_frame_time",
+    "identity", "clock_drift",  # from ONVIF, of the device
+})
+
+
 def _reach(target: Target) -> tuple[Any, ...]:
-    """How the probers reach a device: what their memory of it depends on."""
+    """How the probers reach a device, credentials aside: what their memory of it depends on."""
     options = {k: v for k, v in target.options.items() if k not in DISPLAY_OPTIONS}
-    return target.kind, target.address, target.auth, options
+    return target.kind, target.address, options
 
 
 def carry_over(old: DeviceRecord, target: Target, profile: CameraProfile | ApProfile) -> DeviceRecord:
@@ -65,9 +77,12 @@ def carry_over(old: DeviceRecord, target: Target, profile: CameraProfile | ApPro
     rec.results = {c: r for c, r in old.results.items() if c in enabled}
     rec.failures = {c: n for c, n in old.failures.items() if c in enabled}
     rec.status, rec.reasons = old.status, list(old.reasons)
-    if _reach(old.target) == _reach(target):
+    if _reach(old.target) != _reach(target):
+        return rec  # another port or stream URL: cached URIs may be wrong now
+    if old.target.auth == target.auth:
         rec.probe_state = old.probe_state
-    # else: new credentials, port or stream URL: cached URIs and auth backoff may be wrong now
+    else:
+        rec.probe_state = {k: v for k, v in old.probe_state.items() if k in CREDENTIAL_FREE_STATE}
     return rec
 
 

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from monitor import memory
 from monitor.config import load_config
 from monitor.exporter import device_samples
 from monitor.scheduler import Scheduler, SchedulerMetrics
 from monitor.state import DeviceRecord, State
+from probes import onvif
 from probes.base import CheckResult, Status
 from tests.netpeers import ap_config, line_probe
 
@@ -79,6 +81,35 @@ def test_new_credentials_keep_the_results_but_not_the_prober_memory(tmp_path: Pa
     rec = reload(state, cfg, "community: public-test-secret", "community: rotated-test-secret")
     assert rec.results == before.results and rec.failures == {"snmp": 2}
     assert rec.probe_state == {}  # learned with the old credentials (e.g. an auth backoff)
+
+
+def test_a_password_rotation_keeps_the_picture_memory_but_not_the_auth_caches(tmp_path: Path) -> None:
+    cfg = tmp_path / "camnet.yaml"
+    cfg.write_text(
+        "communes: [{id: testc, name: Thử}]\n"
+        "sites: [{id: s1, commune: testc, name: Thử, operator: vnpt}]\n"
+        "auths: {cam: {type: onvif, username: admin, password: Old-Passw0rd}}\n"
+        "defaults: {camera_auth: cam}\n"
+        "cameras: [{id: cam-82, site: s1, address: 127.0.13.82}]\n"
+    )
+    state = State()
+    state.load(load_config(cfg))
+    before = state.devices["cam-82"]
+    picture = {"streaks": {"moved": 2}, "views": {"640x360": {"reference": "the view learned"}}}
+    before.probe_state.update({
+        "image": picture, "last_frame_jpeg": b"jpeg", "last_frame_jpeg_time": 5.0,
+        onvif.AUTH_FAILED_KEY: 1.0, "stream_uri": "rtsp://127.0.13.82/main",
+        "stream_uri_time": 2.0, "picture_uri": "rtsp://127.0.13.82/sub", "picture_ratio": 9.0,
+        "snapshot_uri": "http://127.0.13.82/snap.jpg", "picture_failed_at": 3.0,
+    })
+    cfg.write_text(cfg.read_text().replace("Old-Passw0rd", "New-Passw0rd"))
+    added, changed, removed = state.load(load_config(cfg))
+    assert (added, changed, removed) == (set(), {"cam-82"}, set())
+    rec = state.devices["cam-82"]
+    # As a restart would keep it: the camera's view is not relearned from what it shows now.
+    assert memory.reach_key(rec.target) == memory.reach_key(before.target)
+    assert rec.probe_state == {"image": picture, "last_frame_jpeg": b"jpeg", "last_frame_jpeg_time": 5.0}
+    assert rec.probe_state["image"] is picture
 
 
 def test_another_address_starts_afresh(tmp_path: Path) -> None:
