@@ -182,6 +182,8 @@ def parse_probe_matches(data: bytes, relates_to: str | None = None) -> list[Disc
             types=_text(match.find("d:Types", NS)).split(),
         )
         device.host, device.port = xaddr_endpoint(xaddrs)
+        if xaddrs and not device.host:
+            continue  # only malformed XAddrs: no address to show or compare
         out.append(device)
     return out
 
@@ -190,10 +192,12 @@ def xaddr_endpoint(xaddrs: list[str]) -> tuple[str, int]:
     """Host and port of the first IPv4 XAddr (else the first one): where ONVIF answers."""
     parsed = []
     for x in xaddrs:
-        parts = urlsplit(x)
-        if not parts.hostname:
-            continue
+        # Any device on the LAN may answer: a malformed XAddr ("http://[fe80::1/", a bad port)
+        # is skipped like any other junk.
         try:
+            parts = urlsplit(x)
+            if not parts.hostname:
+                continue
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
             continue

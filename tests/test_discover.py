@@ -86,6 +86,23 @@ def test_xaddr_prefers_ipv4_and_default_port() -> None:
                            "http://127.0.15.40/onvif/device_service"]) == ("127.0.15.40", 80)
     assert xaddr_endpoint(["https://cam.local/onvif"]) == ("cam.local", 443)
     assert xaddr_endpoint(["junk", "http://h:notaport/x"]) == ("", 80)
+    # urlsplit raises on these ("Invalid IPv6 URL"); any device on the LAN may send one.
+    assert xaddr_endpoint(["http://[fe80::1/onvif", "http://127.0.15.40/x"]) == ("127.0.15.40", 80)
+    assert xaddr_endpoint(["http://[::1:80/onvif", "http://]/"]) == ("", 80)
+
+
+def test_an_answer_with_only_malformed_xaddrs_is_ignored(capsys: pytest.CaptureFixture[str]) -> None:
+    bad = Responder([Camera("[fe80::1", 8080, "urn:uuid:bad-xaddr", "axis")],
+                    bind="127.0.15.36").start()
+    try:
+        code = main(["discover", "--no-inventory", "--wait", "0.5s", "--target", "127.0.15.36",
+                     "--json"])
+    finally:
+        bad.stop()
+    data = json.loads(capsys.readouterr().out)
+    assert bad.probes >= 1
+    assert code == 0 and data["devices"] == []
+    assert data["ignored_datagrams"] >= 1
 
 
 # ---------------------------------------------------------------- comparison
