@@ -640,7 +640,8 @@ def _read_secret(
         if not file.is_absolute():
             file = base / file
         try:
-            text = file.read_text(encoding="utf-8").rstrip("\r\n")
+            # utf-8-sig: Notepad starts what it saves with a byte-order mark, no part of the secret.
+            text = file.read_text(encoding="utf-8-sig").rstrip("\r\n")
         except UnicodeDecodeError:
             problems.add((*loc, key), f"secret file {file} is not UTF-8 text")
             return key, None

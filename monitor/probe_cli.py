@@ -171,7 +171,11 @@ def add_parser(subparsers: Any) -> None:
 
 def _read_secret_file(path: Path, what: str) -> SecretStr:
     try:
-        text = path.read_text(encoding="utf-8").rstrip("\r\n")
+        # utf-8-sig: Notepad starts what it saves with a byte-order mark, no part of the secret.
+        text = path.read_text(encoding="utf-8-sig").rstrip("\r\n")
+    except UnicodeDecodeError:
+        # Not chained: the decoder's message quotes a byte of the secret and its position.
+        raise ProbeError(f"{what} file {path} is not UTF-8 text") from None
     except OSError as e:
         raise ProbeError(f"cannot read {what} file {path}: {e.strerror or e}") from e
     if not text:

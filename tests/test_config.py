@@ -363,6 +363,14 @@ def test_password_file_is_relative_to_the_config_file(
     assert secret is not None and secret.get_secret_value() == "from-the-config-dir"
 
 
+def test_secret_file_saved_by_notepad_loses_its_bom(tmp_path: Path) -> None:
+    (tmp_path / "cam.password").write_bytes(b"\xef\xbb\xbfNotepad-Passw0rd\r\n")
+    (tmp_path / "camnet.yaml").write_text(
+        "auths: {cam: {type: onvif, username: a, password_file: cam.password}}\n", encoding="utf-8")
+    loaded = load_config(tmp_path / "camnet.yaml")
+    assert loaded.secret(loaded.config.auths["cam"], "password") == SecretStr("Notepad-Passw0rd")
+
+
 def test_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]

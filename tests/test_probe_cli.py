@@ -162,6 +162,22 @@ def test_missing_password_file(capsys: pytest.CaptureFixture[str], tmp_path: Pat
                             "No such file or directory"
 
 
+def test_password_file_not_utf8_names_no_byte(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    latin1 = tmp_path / "cam.password"
+    latin1.write_bytes("Mát-khẩu".encode("latin-1", errors="replace") + b"\n")  # b"M\xe1t-kh?u"
+    code, _, err = run_cli(capsys, "camera", HOST, "--user", "admin", "--password-file", str(latin1))
+    assert code == 3  # bad arguments, not an internal error
+    # The decoder's own message ("can't decode byte 0xe1 in position 1") gave away the secret.
+    assert one_line(err) == f"camnet probe: password file {latin1} is not UTF-8 text"
+
+
+def test_password_file_saved_by_notepad_loses_its_bom(tmp_path: Path) -> None:
+    bom = tmp_path / "cam.password"
+    bom.write_bytes(b"\xef\xbb\xbf" + SECRET.encode() + b"\r\n")
+    target = _resolve("camera", HOST, "--user", "admin", "--password-file", str(bom))
+    assert target.auth.secret("password") == SECRET
+
+
 def test_snmpv3_options_checked(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     short = tmp_path / "short"
