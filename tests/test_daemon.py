@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -261,3 +262,25 @@ async def test_probe_now_leaves_the_device_state_alone(tmp_path: Path,
     monkeypatch.setattr(daemon_mod, "check_device", mutating_check)
     await daemon.probe_now(rec)
     assert rec.probe_state == {"image": {"previous": [1], "streaks": {"frozen": 1}}, "answered": 3}
+
+
+async def test_stop_after_a_job_had_died_still_saves_the_picture_memory(tmp_path: Path) -> None:
+    """A job that ended on an error used to make Scheduler.stop raise: the daemon exited with
+    a traceback before the final save."""
+    from monitor import daemon as daemon_mod
+    from monitor import memory
+    from monitor.config import load_config
+    from tests.netpeers import ap_config
+
+    async def died() -> None:
+        raise RuntimeError("a bug")
+
+    cfg = tmp_path / "camnet.yaml"
+    ap_config(cfg, [("ap-01", "127.0.13.103", 7000)], extra=f"state_dir: {tmp_path / 'state'}\n")
+    (tmp_path / "state").mkdir()
+    daemon = daemon_mod.Daemon(cfg)
+    daemon._apply_loaded(load_config(cfg))
+    daemon.scheduler._tasks[("ap-01", "snmp")] = asyncio.create_task(died())
+    await asyncio.sleep(0)
+    await daemon.stop()
+    assert (tmp_path / "state" / memory.FILE_NAME).is_file()
