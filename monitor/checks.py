@@ -113,6 +113,10 @@ async def run_check(
                              message=f"{check} prober failed: {type(e).__name__}: {e}".rstrip(": "),
                              started=started)
         result.debug(f"internal error: {type(e).__name__}: {e}")
+    if not isinstance(result, CheckResult):  # a prober bug: say so, as for one that raised
+        result = CheckResult(check, False, reason="internal_error", started=started,
+                             message=f"{check} prober returned {type(result).__name__}, "
+                                     "not a result")
     if not result.duration:
         result.duration = time.time() - started
     try:

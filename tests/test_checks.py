@@ -48,6 +48,8 @@ def probers(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
                 r = CheckResult(check, True, message=f"ok with {PASSWORD}")
                 r.add("camnet_camera_time_to_first_frame_seconds", 0.5, stream=b"\xff")  # type: ignore[arg-type]
                 return r
+            if behaviour == "none":
+                return None  # type: ignore[return-value]
             if behaviour == "leak":
                 r = CheckResult(check, False, reason="auth_failed",
                                 message=f"login admin:{PASSWORD} refused at "
@@ -139,6 +141,15 @@ async def test_a_malformed_result_is_an_internal_error_not_a_dead_job(
     assert (report.status, r.reason, r.samples) == (Status.UNKNOWN, "internal_error", [])
     assert r.message == "rtsp prober returned a malformed result: TypeError"
     assert PASSWORD not in repr(r)
+
+
+async def test_a_prober_that_returns_no_result_is_an_internal_error(
+        probers: dict[str, Any]) -> None:
+    probers["table"]["rtsp"] = "none"
+    report = await checks.check_device(camera(), CameraProfile(kind="camera"), {})
+    r = report.results["rtsp"]
+    assert (report.status, r.reason, r.success) == (Status.UNKNOWN, "internal_error", False)
+    assert r.message == "rtsp prober returned NoneType, not a result"
 
 
 async def test_secrets_masked_in_message_log_and_facts(probers: dict[str, Any]) -> None:
