@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import signal
 import sys
 from collections.abc import Sequence
@@ -91,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `camnet` console script."""
+    # Vietnamese names on a terminal or pipe that cannot show them (a Windows console, a C
+    # locale) come out as "?", not as an error that turns a CRITICAL camera into UNKNOWN.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

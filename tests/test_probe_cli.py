@@ -340,6 +340,17 @@ def test_installed_entry_point_exit_code(tmp_path: Path) -> None:
     assert one_line(out.stderr).startswith("camnet probe: unknown ap id 'no-such-ap'")
 
 
+def test_an_output_that_cannot_show_vietnamese_keeps_the_verdict() -> None:
+    """A console without UTF-8 (Windows, a C locale) shows "?" for what it cannot show; the
+    exit code stays the camera's (it was 3, an encoding error, for a camera that is down)."""
+    out = subprocess.run([sys.executable, "-m", "monitor", "probe", "camera",
+                          "onvif://127.0.15.250:1", "--lang", "vi", "--skip", "ping"],
+                         capture_output=True, cwd=REPO, timeout=60,
+                         env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert out.returncode == 2, out.stderr
+    assert out.stdout.startswith(b"NGHI?M TR?NG 127.0.15.250")
+
+
 # ---------------------------------------------------------------- cameras of a private lab
 
 LAB_CAMERA = "127.0.15.50"
