@@ -512,8 +512,16 @@ def _dotted(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            part = _key_shown(str(part))
+            out += f".{part}" if out else part
     return out or "(top)"
+
+
+def _key_shown(key: str) -> str:
+    """A key as a problem shows it. `{password:hunter2}` (no space after the colon) makes
+    YAML read one key, `password:hunter2`: what follows the colon or `=` is never shown."""
+    cut = min((i for i in (key.find(":"), key.find("=")) if i >= 0), default=-1)
+    return key if cut < 0 else key[:cut + 1] + "..."
 
 
 class _Problems:
@@ -577,6 +585,11 @@ def _message(err: Any) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
+        shown = _key_shown(str(err["loc"][-1]) if err["loc"] else "")
+        if shown.endswith(":..."):
+            return "unknown key (a space missing after ':'?)"
+        if shown.endswith("=..."):
+            return "unknown key (':' written as '='?)"
         return "unknown key"
     if kind == "missing":
         return "required key is missing"
