@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -295,15 +296,20 @@ async def test_a_job_outlives_an_unexpected_error_and_stop_does_not_raise(
     caplog.set_level(logging.ERROR, logger="camnet.scheduler")
     calls = 0
 
-    async def forgets_its_result(target, settings, state, deadline):  # type: ignore[no-untyped-def]
+    async def answers(target, settings, state, deadline):  # type: ignore[no-untyped-def]
+        return CheckResult("snmp", True)
+
+    def broken_bookkeeping(*args: Any) -> None:  # a bug outside run_check's net
         nonlocal calls
-        calls += 1  # returns None: the error comes up in the bookkeeping, outside run_check's net
+        calls += 1
+        raise RuntimeError("a bug in the bookkeeping")
 
     cfg = tmp_path / "camnet.yaml"
     ap_config(cfg, [("ap-01", "127.0.13.74", PORT)], interval="100ms", timeout="50ms")
     state = State()
     state.load(load_config(cfg))
-    sched = Scheduler(state, SchedulerMetrics(CollectorRegistry()), probers={"snmp": forgets_its_result})
+    sched = Scheduler(state, SchedulerMetrics(CollectorRegistry()), probers={"snmp": answers})
+    sched.record = broken_bookkeeping  # type: ignore[method-assign]
     sched.start()
     try:
         await asyncio.sleep(0.65)
