@@ -367,11 +367,14 @@ def assess_measured(frame: Measured, settings: ImageSettings, state: dict[str, A
             softer = report.sharpness < settings.blur_ratio * report.baseline_sharpness
         elif settings.blur_min_sharpness > 0:
             softer = report.sharpness < settings.blur_min_sharpness
-        bad["moved"] = _moved(report, small, keep, settings, view, bool(softer))
+        bad["moved"] = _moved(report, small, keep, settings, _reference_view(state, view, small),
+                              bool(softer))
         # A turned or zoomed view is also less sharp: that is `moved`, not `blurred`.
         bad["blurred"] = False if bad["moved"] else softer
 
-    if not any(bad.values()):
+    # Nothing is learned while the camera is held moved: a frame size without a reference yet
+    # (the picture fell back to the main stream) would take the turned view for the right one.
+    if not any(bad.values()) and not held_problems(state, settings)["moved"]:
         _learn(report, small, view, now, settings)
     elif bad["moved"]:
         since = view.setdefault("moved_since", now)
@@ -396,6 +399,20 @@ def held_problems(state: dict[str, Any], settings: ImageSettings) -> dict[str, b
     """The picture problems as the camera's last checks left them (enough bad ones in a row)."""
     streaks = state.get("streaks", {})
     return {name: streaks.get(name, 0) >= settings.consecutive for name in IMAGE_PROBLEMS}
+
+
+def _reference_view(state: dict[str, Any], view: dict[str, Any],
+                    small: np.ndarray) -> dict[str, Any]:
+    """The view whose reference `small` is compared with: its own, or before it has one, the
+    last used view of the same shape that has one (a picture that fell back from the
+    sub-stream to a main stream of the same shape is still compared with the view it had)."""
+    if "reference" in view:
+        return view
+    for other in reversed(state.get("views", {}).values()):
+        ref = other.get("reference")
+        if ref is not None and ref.shape == small.shape:
+            return other
+    return view
 
 
 def _moved(report: ImageReport, small: np.ndarray, keep: np.ndarray,

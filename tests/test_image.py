@@ -222,6 +222,33 @@ def test_moved_is_judged_on_the_main_stream_after_a_4_3_sub_stream() -> None:
     assert raised(reports[-1]) == {"moved"}
 
 
+@pytest.mark.parametrize("sub_size", [(640, 360), (640, 480)])
+def test_a_turned_camera_stays_moved_when_its_picture_falls_back_to_the_main_stream(
+        sub_size: tuple[int, int]) -> None:
+    # Turned while judged on the sub-stream, which then fails: the main stream, which has no
+    # reference of its own, is decoded for the next checks (picture_retry). It learned the
+    # turned view as its reference and cleared `moved` at its second check: the police were
+    # told "resolved" for a camera still turned.
+    turned = shifted(BASE, 0.1)
+    frames = [*(sub_stream(live(BASE, t), *sub_size) for t in range(3)),
+              *(sub_stream(live(turned, t), *sub_size) for t in range(3, 6)),
+              *(live(turned, t) for t in range(6, 14))]
+    reports = run(frames)
+    assert [raised(r) for r in reports[5:]] == [{"moved"}] * 9
+
+
+def test_a_camera_turned_back_on_the_main_stream_recovers() -> None:
+    # The same, then turned back while still on the main stream: a main stream of the
+    # sub-stream's shape is compared with the sub-stream's reference, so it recovers at once.
+    turned = shifted(BASE, 0.1)
+    frames = [*(sub_stream(live(BASE, t)) for t in range(3)),
+              *(sub_stream(live(turned, t)) for t in range(3, 6)),
+              *(live(turned, t) for t in range(6, 9)), *(live(BASE, t) for t in range(9, 12))]
+    reports = run(frames)
+    assert raised(reports[8]) == {"moved"} and raised(reports[9]) == set()
+    assert reports[9].bad["moved"] is False
+
+
 def test_frozen_counts_on_across_a_change_of_frame_size() -> None:
     # Frozen on the sub-stream once, then the main stream: its first frame has nothing of its
     # size to compare with, so the count waits instead of starting again.
