@@ -346,6 +346,7 @@ def assess_measured(frame: Measured, settings: ImageSettings, state: dict[str, A
     cols, rows = _grid_shape(small)
     keep = _mask_grid(settings.mask, cols, rows)
     bad: dict[str, bool | None] = dict.fromkeys(IMAGE_PROBLEMS)
+    held = held_problems(state, settings)  # as the last checks left them
 
     flat = report.structure < settings.black_structure
     dim = report.brightness < settings.dark_brightness
@@ -369,12 +370,18 @@ def assess_measured(frame: Measured, settings: ImageSettings, state: dict[str, A
             softer = report.sharpness < settings.blur_min_sharpness
         bad["moved"] = _moved(report, small, keep, settings, _reference_view(state, view, small),
                               bool(softer))
+        if (bad["moved"] is False and held["moved"]
+                and (report.scene_similarity or 0.0) < settings.moved_similarity_ok):
+            # While the camera is held moved only a view that clearly matches the reference
+            # clears it: feature matching alone accepts some frames of a turned view (a small
+            # shift, a car crossing), and one such frame paged "resolved", then "moved" again.
+            bad["moved"] = None
         # A turned or zoomed view is also less sharp: that is `moved`, not `blurred`.
         bad["blurred"] = False if bad["moved"] else softer
 
     # Nothing is learned while the camera is held moved: a frame size without a reference yet
     # (the picture fell back to the main stream) would take the turned view for the right one.
-    if not any(bad.values()) and not held_problems(state, settings)["moved"]:
+    if not any(bad.values()) and not held["moved"]:
         _learn(report, small, view, now, settings)
     elif bad["moved"]:
         since = view.setdefault("moved_since", now)

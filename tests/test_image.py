@@ -249,6 +249,20 @@ def test_a_camera_turned_back_on_the_main_stream_recovers() -> None:
     assert reports[9].bad["moved"] is False
 
 
+def test_a_turned_camera_is_cleared_only_by_a_view_that_clearly_matches() -> None:
+    # Held moved, then frames shifted by 3 %: feature matching alone calls them unmoved (as a
+    # never-moved camera's shake), but they do not clear the held problem; the view itself
+    # does, at once.
+    turned, nudged = shifted(BASE, 0.1), shifted(BASE, 0.03)
+    reports = run([*HEALTHY, *(live(turned, t) for t in range(3, 6)),
+                   *(live(nudged, t) for t in range(6, 9)), live(BASE, 9)])
+    assert [raised(r) for r in reports[5:9]] == [{"moved"}] * 4
+    assert reports[6].bad["moved"] is None and reports[6].scene_similarity < 0.8
+    assert raised(reports[9]) == set() and reports[9].bad["moved"] is False
+    never_moved = run([*HEALTHY, *(live(nudged, t) for t in range(3, 6))])
+    assert all(raised(r) == set() and r.bad["moved"] is False for r in never_moved[3:])
+
+
 def test_frozen_counts_on_across_a_change_of_frame_size() -> None:
     # Frozen on the sub-stream once, then the main stream: its first frame has nothing of its
     # size to compare with, so the count waits instead of starting again.
