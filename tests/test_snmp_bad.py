@@ -464,22 +464,29 @@ async def test_one_request_in_flight_per_device(responder: Responder) -> None:
     assert responder.requests >= 4 * 3
 
 
-async def test_broken_getbulk_falls_back_to_getnext_for_a_while(responder: Responder) -> None:
-    kinds: list[int] = []
-
-    def no_bulk(raw: bytes, req: Any) -> bytes:
+def bulk_gen_err(kinds: list[int], first_only: bool = False) -> Callable[[bytes, Any], bytes]:
+    """An agent that notes each request's PDU type and answers GETBULK with genErr (every
+    time, or the first time only)."""
+    def mangle(raw: bytes, req: Any) -> bytes:
         kinds.append(req.pdu_type)
-        if req.pdu_type != GET_BULK_REQUEST:
+        if req.pdu_type != GET_BULK_REQUEST or (first_only and kinds.count(GET_BULK_REQUEST) > 1):
             return raw
-        resp = decode_message(raw)
-        return encode_response(resp.version, resp.community, resp.request_id,
-                               list(req.varbinds), error_status=5, error_index=1)
+        return encode_response(req.version, req.community, req.request_id, list(req.varbinds),
+                               error_status=5, error_index=1)
+    return mangle
 
-    responder.mangle = no_bulk
-    state: dict[str, Any] = {}
+
+async def _generic_poll(state: dict[str, Any]) -> CheckResult:
     loop = asyncio.get_running_loop()
     settings = SnmpSettings(module="generic", request_timeout=0.5)
-    first = await probe_snmp(_target(), settings, state, loop.time() + 10)
+    return await probe_snmp(_target(), settings, state, loop.time() + 10)
+
+
+async def test_broken_getbulk_falls_back_to_getnext_for_a_while(responder: Responder) -> None:
+    kinds: list[int] = []
+    responder.mangle = bulk_gen_err(kinds)
+    state: dict[str, Any] = {}
+    first = await _generic_poll(state)
     assert first.success, first.message
     assert [i["name"] for i in first.facts["interfaces"]] == ["eth1", "eth2"]
     assert kinds.count(GET_BULK_REQUEST) == 2  # asked once more before giving up on it
@@ -487,13 +494,13 @@ async def test_broken_getbulk_falls_back_to_getnext_for_a_while(responder: Respo
     until = state["getnext_until"]
     assert until == pytest.approx(time.monotonic() + snmp.BULK_RETRY_AFTER, abs=5)
     kinds.clear()
-    second = await probe_snmp(_target(), settings, state, loop.time() + 10)
+    second = await _generic_poll(state)
     assert second.success
     assert GET_BULK_REQUEST not in kinds  # GETNEXT until the hour is over
     assert state["getnext_until"] == until
     state["getnext_until"] = time.monotonic() - 1  # the hour is over
     kinds.clear()
-    third = await probe_snmp(_target(), settings, state, loop.time() + 10)
+    third = await _generic_poll(state)
     assert third.success
     assert kinds.count(GET_BULK_REQUEST) == 2  # GETBULK tried again, still broken
     assert state["getnext_until"] > until
@@ -502,27 +509,16 @@ async def test_broken_getbulk_falls_back_to_getnext_for_a_while(responder: Respo
 async def test_one_getbulk_error_is_asked_again(responder: Responder) -> None:
     # An AgentX subagent that times out once makes the master agent answer genErr once.
     kinds: list[int] = []
-
-    def one_gen_err(raw: bytes, req: Any) -> bytes:
-        kinds.append(req.pdu_type)
-        if req.pdu_type != GET_BULK_REQUEST or kinds.count(GET_BULK_REQUEST) > 1:
-            return raw
-        resp = decode_message(raw)
-        return encode_response(resp.version, resp.community, resp.request_id,
-                               list(req.varbinds), error_status=5, error_index=1)
-
-    responder.mangle = one_gen_err
+    responder.mangle = bulk_gen_err(kinds, first_only=True)
     state: dict[str, Any] = {}
-    loop = asyncio.get_running_loop()
-    settings = SnmpSettings(module="generic", request_timeout=0.5)
-    first = await probe_snmp(_target(), settings, state, loop.time() + 10)
+    first = await _generic_poll(state)
     assert first.success, first.message
     assert [i["name"] for i in first.facts["interfaces"]] == ["eth1", "eth2"]
     assert kinds.count(GET_BULK_REQUEST) == 2
     assert GET_NEXT_REQUEST not in kinds
     assert "getnext_until" not in state
     kinds.clear()
-    second = await probe_snmp(_target(), settings, state, loop.time() + 10)
+    second = await _generic_poll(state)
     assert second.success, second.message
     assert GET_BULK_REQUEST in kinds
     assert GET_NEXT_REQUEST not in kinds
