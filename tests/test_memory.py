@@ -69,7 +69,8 @@ def test_what_image_learned_comes_back_whole(tmp_path: Path) -> None:
     """Streaks, per-size previous frame, reference, its time and the sharpness baseline are
     written and read back as they were, for the cameras reached the same way only."""
     state = state_of(small_config(tmp_path))
-    first = learned([scene(1), scene(1), scene(2, (720, 1280)), scene(3)])
+    # The main stream (the same view, larger), then another view on the sub-stream.
+    first = learned([scene(1), scene(1), cv2.resize(scene(1), (1280, 720)), scene(3)])
     state.devices["cam-1"].probe_state["image"] = first
     state.devices["cam-2"].probe_state["image"] = learned([scene(4)])
     state.devices["ap-1"].probe_state["image"] = {"streaks": {"x": 1}}  # not a camera
