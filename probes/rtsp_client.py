@@ -22,6 +22,7 @@ import re
 import socket
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -418,13 +419,19 @@ class _Depacketizer:
 
     @staticmethod
     def _aggregate(payload: memoryview, offset: int, out: list[bytes]) -> None:
-        while offset + 2 <= len(payload):
-            size = struct.unpack_from(">H", payload, offset)[0]
-            offset += 2
-            if size == 0 or offset + size > len(payload):
-                return
-            out.append(bytes(payload[offset:offset + size]))
-            offset += size
+        out.extend(bytes(payload[start:end]) for start, end in _aggregated(payload, offset))
+
+
+def _aggregated(payload: memoryview, offset: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each NAL unit in a STAP-A / AP payload whose entries begin at `offset`;
+    an empty or overlong entry ends it."""
+    while offset + 2 <= len(payload):
+        size = struct.unpack_from(">H", payload, offset)[0]
+        offset += 2
+        if size == 0 or offset + size > len(payload):
+            return
+        yield offset, offset + size
+        offset += size
 
 
 def _rtp_payload(packet: memoryview) -> tuple[int, int, bool, memoryview] | None:
@@ -555,27 +562,14 @@ def _annex_b_size(codec: str, payload: memoryview) -> int:
         if kind == 28:  # FU-A: its start fragment brings the start code and the NAL header
             return len(payload) - 2 + (5 if payload[1] & 0x80 else 0)
         if kind == 24:
-            return _aggregate_size(payload, 1)
+            return sum(4 + end - start for start, end in _aggregated(payload, 1))
         return 4 + len(payload) if 1 <= kind <= 23 else 0
     kind = (payload[0] >> 1) & 0x3F
     if kind == 49:
         return len(payload) - 3 + (6 if payload[2] & 0x80 else 0) if len(payload) >= 3 else 0
     if kind == 48:
-        return _aggregate_size(payload, 2)
+        return sum(4 + end - start for start, end in _aggregated(payload, 2))
     return 4 + len(payload) if kind < 48 else 0
-
-
-def _aggregate_size(payload: memoryview, offset: int) -> int:
-    """_Depacketizer._aggregate's bytes in Annex B."""
-    total = 0
-    while offset + 2 <= len(payload):
-        size = struct.unpack_from(">H", payload, offset)[0]
-        offset += 2
-        if size == 0 or offset + size > len(payload):
-            break
-        total += 4 + size
-        offset += size
-    return total
 
 
 def _starts_picture(codec: str, unit: list[bytes]) -> bool:
