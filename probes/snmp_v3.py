@@ -81,7 +81,8 @@ _TAGS = {
     "EndOfMibView": END_OF_MIB_VIEW,
 }
 
-# Per event loop, one engine per v3 user (see _engine); "" for v1/v2c and the first of a name.
+# Per event loop, the engines by _engine_key: "" (v1/v2c, and the first keys of each v3 user
+# name) and one per other set of keys of a name.
 _ENGINES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
     weakref.WeakKeyDictionary()
 )
@@ -138,7 +139,7 @@ def _grow_receive_buffer(engine: Any) -> None:
 
 
 def close_engines() -> None:
-    """Close the running loop's pysnmp engine and its sockets."""
+    """Close the running loop's pysnmp engines and their sockets."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
