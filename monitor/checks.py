@@ -187,6 +187,19 @@ async def check_device(
     return report
 
 
+def judge(kind: str, results: dict[str, CheckResult]) -> tuple[Status, list[str], list[Sample]]:
+    """The verdict of a device's latest results (status, reasons, verdict samples), as /probe,
+    `camnet probe` and /metrics all export it."""
+    status, reasons, samples = VERDICTS[kind](results)
+    broken = [r for r in results.values() if r.reason == "internal_error"]
+    if broken:
+        # A prober bug says nothing about the device: the plugin convention calls that UNKNOWN.
+        status = Status.UNKNOWN
+        reasons = [r for r in reasons if "internal_error" not in r]
+        reasons += [r.message for r in broken]
+    return status, reasons, samples
+
+
 def build_report(
     target: Target, results: dict[str, CheckResult], profile: Any, started: float | None = None
 ) -> DeviceReport:
@@ -199,13 +212,7 @@ def build_report(
     secrets = secret_values(target)
     for result in ordered.values():
         scrub(result, secrets)
-    status, reasons, samples = VERDICTS[target.kind](ordered)
-    broken = [r for r in ordered.values() if r.reason == "internal_error"]
-    if broken:
-        # A prober bug says nothing about the device: the plugin convention calls that UNKNOWN.
-        status = Status.UNKNOWN
-        reasons = [r for r in reasons if "internal_error" not in r]
-        reasons += [r.message for r in broken]
+    status, reasons, samples = judge(target.kind, ordered)
     return DeviceReport(
         target=target,
         status=status,

@@ -243,3 +243,21 @@ async def test_probe_runs_a_few_at_a_time_and_one_per_device(tmp_path: Path) -> 
             assert r.status == 200 and await r.text() == "# probed\n"
         r = await client.get("/probe?target=ap-01")  # free again
         assert r.status == 200 and running[-1] == "ap-01"
+
+
+def test_a_prober_bug_is_device_status_3_on_metrics_as_on_probe(tmp_path: Path) -> None:
+    """An internal error (camnet's bug) says nothing about the device: /metrics exports
+    camnet_device_status 3 as /probe does, not the CRITICAL an AP without answers would get."""
+    from monitor.checks import build_report
+    from monitor.report import render_metrics
+    from probes.base import CheckResult
+
+    _, state = _camera_app(tmp_path, frames=False)
+    rec = state.devices["ap-01"]
+    rec.results["ping"] = CheckResult("ping", False, reason="unreachable")
+    rec.results["snmp"] = CheckResult("snmp", False, reason="internal_error",
+                                      message="snmp prober failed: KeyError: 'x'")
+    on_metrics = series(DeviceCollector(state).render(), "camnet_device_status")
+    on_probe = series(render_metrics(build_report(rec.target, dict(rec.results), rec.profile)),
+                      "camnet_device_status")
+    assert list(on_metrics.values()) == list(on_probe.values()) == [3.0]
