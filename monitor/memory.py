@@ -4,7 +4,9 @@ What probes.image learns of a camera lives in memory: the count of bad checks in
 problem, and per frame size the previous frame, the reference view and the sharpness baseline.
 Lost at a restart, a frozen or covered camera reads fine for its first checks (its alert
 resolves, then pages again), and a turned or blurred one is learned afresh from the faulty
-picture (its alert resolves for good). So the daemon writes that memory to
+picture (its alert resolves for good). The time of the camera's last decoded frame is kept
+too: without it a camera that is down loses camnet_camera_last_frame_timestamp_seconds at a
+restart, and an alert on its age resolves. So the daemon writes that memory to
 `STATE_DIR/picture-memory.npz` every SAVE_INTERVAL and when it stops, and reads it back at
 start for the cameras still reached the same way.
 
@@ -46,6 +48,7 @@ _saves = itertools.count(1)
 # (recomputed lazily).
 VIEW_ARRAYS = ("previous", "reference")
 VIEW_NUMBERS = ("reference_time", "moved_since")
+LAST_FRAME = "last_frame_time"  # probes.rtsp's key in the device state; optional in the file
 MAX_FRAME_PIXELS = 4096 * 4096  # a stored frame larger than this is not ours
 
 
@@ -58,15 +61,19 @@ def reach_key(target: Any) -> str:
 
 def snapshot(state: State) -> dict[str, tuple[str, dict[str, Any]]]:
     """Each camera's picture memory now: {id: (reach key, memory)}, frames shared, not copied
-    (probes.image replaces a frame, never writes into one)."""
+    (probes.image replaces a frame, never writes into one); `last_frame_time` beside the
+    image memory's `streaks` and `views` when the camera ever gave a frame."""
     out: dict[str, tuple[str, dict[str, Any]]] = {}
     for device_id, rec in state.devices.items():
-        memory = rec.probe_state.get("image")
-        if rec.kind == "camera" and memory:
+        memory = rec.probe_state.get("image") or {}
+        last_frame = rec.probe_state.get(LAST_FRAME)
+        if rec.kind == "camera" and (memory or last_frame is not None):
             views = {size: {**view, "sharpness_history": list(view.get("sharpness_history", []))}
                      for size, view in memory.get("views", {}).items()}
-            out[device_id] = (reach_key(rec.target), {"streaks": dict(memory.get("streaks", {})),
-                                                      "views": views})
+            kept: dict[str, Any] = {"streaks": dict(memory.get("streaks", {})), "views": views}
+            if last_frame is not None:
+                kept[LAST_FRAME] = float(last_frame)
+            out[device_id] = (reach_key(rec.target), kept)
     return out
 
 
@@ -90,6 +97,8 @@ def save(path: Path, memories: dict[str, tuple[str, dict[str, Any]]]) -> None:
                     arrays[entry[name]] = frame
             views[size] = entry
         doc["cameras"][device_id] = {"reach": key, "streaks": memory["streaks"], "views": views}
+        if memory.get(LAST_FRAME) is not None:
+            doc["cameras"][device_id][LAST_FRAME] = float(memory[LAST_FRAME])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{next(_saves)}{TMP_SUFFIX}")
     # Pictures of public places: readable by camnet's own user only, whatever the umask.
@@ -157,7 +166,10 @@ def _read(f: Any) -> tuple[dict[str, tuple[str, dict[str, Any]]], int]:
                     continue
                 views[str(size)] = {**view, **frames}
             streaks = {str(k): int(v) for k, v in cam["streaks"].items()}
-            out[str(device_id)] = (str(cam["reach"]), {"streaks": streaks, "views": views})
+            kept: dict[str, Any] = {"streaks": streaks, "views": views}
+            if cam.get(LAST_FRAME) is not None:  # absent from files of older camnets
+                kept[LAST_FRAME] = float(cam[LAST_FRAME])
+            out[str(device_id)] = (str(cam["reach"]), kept)
         return out, dropped
 
 
@@ -183,7 +195,9 @@ def restore(state: State, memories: dict[str, tuple[str, dict[str, Any]]]) -> in
         rec = state.devices.get(device_id)
         if rec is None or rec.kind != "camera" or reach_key(rec.target) != key:
             continue
-        rec.probe_state["image"] = memory
+        rec.probe_state["image"] = {k: v for k, v in memory.items() if k != LAST_FRAME}
+        if memory.get(LAST_FRAME) is not None:
+            rec.probe_state[LAST_FRAME] = memory[LAST_FRAME]
         restored += 1
     return restored
 

@@ -286,3 +286,32 @@ profiles:
         time.sleep(0.2)
     assert len(seen) == 20 and all(pair == (1.0, 1.0) for pair in seen), seen
     assert "picture memory restored" in d.log.read_text()
+
+
+def test_a_down_camera_keeps_its_last_frame_time_across_a_restart(tmp_path: Path) -> None:
+    """camnet_camera_last_frame_timestamp_seconds is exported while a camera fails (alerts
+    watch its age): a restart must not drop it, nor its picture memory; a file of an older
+    camnet without it still loads."""
+    from probes import rtsp
+    from probes.base import CheckResult
+
+    before = state_of(small_config(tmp_path))
+    before.devices["cam-1"].probe_state.update(image=learned([scene(1)]),
+                                               last_frame_time=1_700_000_000.5)
+    before.devices["cam-2"].probe_state["last_frame_time"] = 1_700_000_100.0  # stream only
+    path = tmp_path / memory.FILE_NAME
+    memory.save(path, memory.snapshot(before))
+    after = state_of(small_config(tmp_path))
+    memory.read_into(after, path)
+    for cam, when in (("cam-1", 1_700_000_000.5), ("cam-2", 1_700_000_100.0)):
+        state = after.devices[cam].probe_state
+        result = rtsp._no_frame(CheckResult("rtsp", False, reason="unreachable"), state)
+        assert [(s.name, s.value) for s in result.samples] == [
+            ("camnet_camera_last_frame_timestamp_seconds", when)], cam
+    assert "640x360" in after.devices["cam-1"].probe_state["image"]["views"]
+
+    older = {k: (key, {"streaks": m["streaks"], "views": m["views"]})
+             for k, (key, m) in memory.snapshot(before).items()}
+    memory.save(path, older)
+    got, _ = memory.load(path)
+    assert "last_frame_time" not in got["cam-1"][1] and "640x360" in got["cam-1"][1]["views"]
