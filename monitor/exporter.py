@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor.checks import judge
@@ -20,6 +20,11 @@ from probes import METRICS
 from probes.base import CheckResult, MetricDef, Sample, Status
 
 log = logging.getLogger("camnet.exporter")
+
+# In the text format each counter and histogram of the daemon's own would bring a gauge family
+# of its creation times (camnet_check_errors_created{kind,check,reason}, ...): undocumented
+# series, as many again as the counters', that nothing reads.
+disable_created_metrics()
 
 _FALLBACK = MetricDef("gauge", "camnet metric (undocumented)")
 

@@ -261,3 +261,18 @@ def test_a_prober_bug_is_device_status_3_on_metrics_as_on_probe(tmp_path: Path) 
     on_probe = series(render_metrics(build_report(rec.target, dict(rec.results), rec.profile)),
                       "camnet_device_status")
     assert list(on_metrics.values()) == list(on_probe.values()) == [3.0]
+
+
+def test_the_daemons_own_metrics_bring_no_undocumented_created_series(tmp_path: Path) -> None:
+    """/metrics shows only documented families: prometheus_client's `_created` gauges (one per
+    counter and histogram series) are not exported."""
+    daemon = Daemon(tmp_path / "unused.yaml")
+    daemon.scheduler.metrics.errors.labels("camera", "rtsp", "timeout").inc()
+    daemon.scheduler.metrics.runs.labels("camera", "rtsp").inc()
+    daemon.scheduler.metrics.duration.labels("camera", "rtsp").observe(0.3)
+    text = exporter.metrics_text(daemon.collector, daemon.registry).decode()
+    assert "camnet_check_errors_total{" in text
+    families = {f.name for f in text_string_to_metric_families(text)}
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "metrics.md").read_text()
+    undocumented = sorted(f for f in families if f"`{f}`" not in doc and f"`{f}_total`" not in doc)
+    assert not undocumented, undocumented
