@@ -51,6 +51,8 @@ class Daemon:
         self._saving: asyncio.Future[BaseException | None] | None = None
         self._save_lock = asyncio.Lock()
         self._save_failed = False
+        # A memory file that could not be read at start: set aside before the first save.
+        self._unread: Path | None = None
         self.registry = CollectorRegistry()
         self.state = State()
         self.scheduler = Scheduler(self.state, SchedulerMetrics(self.registry))
@@ -81,7 +83,7 @@ class Daemon:
         self._apply_loaded(loaded)
         path = self.memory_path()
         if path is not None:
-            await asyncio.to_thread(memory.read_into, self.state, path)
+            await self.read_memory(path)
             self._saver = asyncio.get_running_loop().create_task(self._save_every())
         await warm_up_probers(loaded)
         self.scheduler.start()
@@ -137,6 +139,11 @@ class Daemon:
                   added=len(added), changed=len(changed), removed=len(removed))
             return True, []
 
+    async def read_memory(self, path: Path) -> None:
+        """Restore the cameras' picture memory from `path` (in a thread: a slow disk)."""
+        if await asyncio.to_thread(memory.read_into, self.state, path):
+            self._unread = path
+
     async def save_memory(self) -> None:
         """Write the cameras' picture memory now, one save at a time, in a thread of its own
         (a daemon thread: an exit never waits for a slow disk; a save cut short leaves the
@@ -153,8 +160,11 @@ class Daemon:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[BaseException | None] = loop.create_future()
         snap = memory.snapshot(self.state)
+        unread = self._unread == path
 
-        def finish(outcome: BaseException | None) -> None:
+        def finish(outcome: BaseException | None, set_aside: bool) -> None:
+            if set_aside:  # even when its waiter was cancelled: never set aside our own file
+                self._unread = None
             if not done.done():
                 done.set_result(outcome)
             if self._saving is done:
@@ -162,12 +172,16 @@ class Daemon:
 
         def run() -> None:
             outcome: BaseException | None = None
+            set_aside = False
             try:
+                if unread:
+                    memory.set_aside_unread(path)
+                    set_aside = True
                 memory.save(path, snap)
             except BaseException as e:  # handed to the event loop, which logs it
                 outcome = e
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: exiting
-                loop.call_soon_threadsafe(finish, outcome)
+                loop.call_soon_threadsafe(finish, outcome, set_aside)
 
         self._saving = done
         threading.Thread(target=run, name="camnet-save-memory", daemon=True).start()

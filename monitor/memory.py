@@ -13,7 +13,9 @@ start for the cameras still reached the same way.
 The file is a compressed NumPy archive without pickles: the frames as uint8 arrays, the rest as
 one JSON document. A file that is not such an archive is set aside (renamed `.bad`), one that
 cannot be read now (permissions, I/O) is left alone, each with a warning, and camnet starts
-afresh: the memory is an optimisation of accuracy, never a reason not to run.
+afresh: the memory is an optimisation of accuracy, never a reason not to run. The first save
+after such a start renames the unread file `.unread` before writing its own, so what it held
+is still there once its permissions are fixed.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ FILE_NAME = "picture-memory.npz"
 FORMAT = 1
 SAVE_INTERVAL = 600.0  # s: a crash loses at most this much of what was learned
 TMP_SUFFIX = ".tmp"
+UNREAD_SUFFIX = ".unread"
 MAX_FILE_BYTES = 512 * 2**20  # 100 cameras take ≈ 40 MB before compression
 _saves = itertools.count(1)
 # What a view keeps besides its frames; reference_features and reference_thumbnail are derived
@@ -202,9 +205,10 @@ def restore(state: State, memories: dict[str, tuple[str, dict[str, Any]]]) -> in
     return restored
 
 
-def read_into(state: State, path: Path) -> None:
+def read_into(state: State, path: Path) -> bool:
     """Restore what `path` holds into `state`, with a log line either way: a bad file is set
-    aside (renamed .bad), one that cannot be read now is left as it is."""
+    aside (renamed .bad), one that cannot be read now is left as it is and True is returned
+    (the first save must set it aside: set_aside_unread)."""
     with contextlib.suppress(OSError):  # a directory camnet may not even read
         for leftover in path.parent.glob(f"{path.name}.*{TMP_SUFFIX}"):
             leftover.unlink()  # a save cut short by a crash or a kill
@@ -218,12 +222,25 @@ def read_into(state: State, path: Path) -> None:
             bad = path
         event(log, logging.WARNING, "picture memory unreadable; starting afresh",
               file=str(path), error=str(e), kept_as=str(bad))
-        return
+        return False
     except (OSError, MemoryError) as e:
         event(log, logging.WARNING, "cannot read the picture memory; starting afresh",
               file=str(path), error=f"{type(e).__name__}: {e}")
-        return
+        return True
     if memories:
         restored = restore(state, memories)
         event(log, logging.INFO, "picture memory restored", file=str(path), cameras=restored,
               stored=len(memories), views_dropped=dropped)
+    return False
+
+
+def set_aside_unread(path: Path) -> None:
+    """Rename a memory file that could not be read at start to `.unread`, so that a save does
+    not replace it (OSError when that cannot be done: then nothing may be saved over it)."""
+    unread = path.with_name(path.name + UNREAD_SUFFIX)
+    try:
+        os.replace(path, unread)
+    except FileNotFoundError:
+        return  # gone meanwhile (the operator moved it): nothing to keep
+    event(log, logging.WARNING, "the picture memory camnet could not read is kept aside",
+          file=str(path), kept_as=str(unread))

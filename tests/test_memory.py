@@ -315,3 +315,36 @@ def test_a_down_camera_keeps_its_last_frame_time_across_a_restart(tmp_path: Path
     memory.save(path, older)
     got, _ = memory.load(path)
     assert "last_frame_time" not in got["cam-1"][1] and "640x360" in got["cam-1"][1]["views"]
+
+
+async def test_a_memory_that_could_not_be_read_is_not_saved_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file camnet may not read now (left by a run as root) is left alone at start, and the
+    saves that follow keep it as `.unread` instead of replacing it with what was learned
+    since; the second save does not set aside camnet's own file."""
+    from monitor.daemon import Daemon as InProcess
+
+    cfg = small_config(tmp_path)
+    kept = state_of(cfg)
+    kept.devices["cam-1"].probe_state["image"] = learned([scene(1)])
+    path = tmp_path / "state" / memory.FILE_NAME
+    memory.save(path, memory.snapshot(kept))
+    original = path.read_bytes()
+
+    def denied(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(file) == path:  # the tests run as root, who reads anything: the kernel's answer
+            raise PermissionError(13, "Permission denied", str(file))
+        return open(file, *args, **kwargs)
+
+    daemon = InProcess(cfg, state_dir=tmp_path / "state")
+    daemon._apply_loaded(load_config(cfg))
+    monkeypatch.setattr(memory, "open", denied, raising=False)
+    await daemon.read_memory(path)
+    monkeypatch.undo()
+    assert "image" not in daemon.state.devices["cam-1"].probe_state
+    daemon.state.devices["cam-2"].probe_state["image"] = learned([scene(4)])
+    await daemon.save_memory()
+    await daemon.save_memory()
+    unread = path.with_name(path.name + memory.UNREAD_SUFFIX)
+    assert unread.read_bytes() == original
+    assert set(memory.load(path)[0]) == {"cam-2"}
