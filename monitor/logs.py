@@ -13,7 +13,12 @@ from typing import Any, TextIO
 
 from probes.base import SECRET_MASK, redact_urls
 
-_LOGFMT_BARE = re.compile(r"^[^\s=\"]+$")
+# Control characters are written escaped: journald shows a line holding one (a camera's CRLF
+# fault text) as "[N B blob data]", and a raw CR lets device text overwrite a line on a terminal.
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+_LOGFMT_BARE = re.compile(rf'^[^\s="{_CONTROL}]+$')
+_LOGFMT_ESCAPED = re.compile(rf'[\\"{_CONTROL}]')
+_LOGFMT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 class _SecretSet:
@@ -56,7 +61,12 @@ def _logfmt_value(value: Any) -> str:
     text = str(value)
     if text and _LOGFMT_BARE.match(text):
         return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return '"' + _LOGFMT_ESCAPED.sub(_escape_char, text) + '"'
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    char = m.group(0)
+    return _LOGFMT_ESCAPES.get(char) or f"\\u{ord(char):04x}"
 
 
 class EventFormatter(logging.Formatter):

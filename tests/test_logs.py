@@ -32,3 +32,21 @@ def test_secrets_with_quotes_and_backslashes_are_masked(fmt: str) -> None:
         assert json.loads(line)["count"] == 3
     else:
         assert " count=3" in line
+
+
+def test_logfmt_escapes_control_characters_of_device_text() -> None:
+    """A device's text (a SOAP fault with CRLF, an escape sequence) stays one printable line:
+    journald shows a line with a control character as a blob, and a raw CR lets the text
+    overwrite what a terminal shows of the line."""
+    stream = io.StringIO()
+    logs.setup_logging("logfmt", "info", stream)
+    try:
+        logs.event(logging.getLogger("camnet.test"), logging.WARNING, "device down",
+                   message='not authorized\r\nlevel=info msg="device recovered"\r',
+                   model="cam\x1b[2J\t1")
+    finally:
+        logs.setup_logging("logfmt", "info")
+    line = stream.getvalue()
+    assert line.endswith("\n") and not any(ord(c) < 0x20 for c in line[:-1]), repr(line)
+    assert 'message="not authorized\\r\\nlevel=info msg=\\"device recovered\\"\\r"' in line
+    assert 'model="cam\\u001b[2J\\t1"' in line
