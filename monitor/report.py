@@ -149,6 +149,19 @@ _RADIO_WORDS_VI = {"noise": "nhiễu", "frequency": "tần số", "utilisation":
 _ANSI = {Status.OK: "32", Status.WARNING: "33", Status.CRITICAL: "31", Status.UNKNOWN: "35"}
 
 
+# Text devices wrote (sysDescr, SOAP faults, RTSP replies) goes to a technician's terminal: a
+# line break splits the table (Cisco's sysDescr holds CRLFs), an escape sequence can clear or
+# recolour the screen.
+_LINE_BREAKS = re.compile(r"[ \t]*[\r\n\x85\u2028\u2029]+[ \t]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` on one line, its control characters shown escaped (`\\x1b`)."""
+    text = _LINE_BREAKS.sub(" ", text).replace("\t", " ")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
 def _paint(text: str, code: str, color: bool) -> str:
     return f"\x1b[1;{code}m{text}\x1b[0m" if color else text
 
@@ -348,9 +361,9 @@ def _failure_text(result: CheckResult, lang: str) -> str:
 def verdict_line(report: DeviceReport, lang: str = "en", color: bool = False) -> str:
     """`CRITICAL cam-daron-01 (site name): no_stream — rtsp: RTSP 401 Unauthorized`."""
     word = _paint(STATUS_WORDS[lang][report.status], _ANSI[report.status], color)
-    line = f"{word} {device_name(report)}"
+    line = f"{word} {printable(device_name(report))}"
     if report.reasons:
-        line += ": " + ", ".join(_word(r, lang) for r in report.reasons)
+        line += ": " + printable(", ".join(_word(r, lang) for r in report.reasons))
     if report.status != Status.OK:
         # internal errors are already in the reasons; a bare reason would repeat one
         failures = [
@@ -359,11 +372,12 @@ def verdict_line(report: DeviceReport, lang: str = "en", color: bool = False) ->
             and (r.message or not any(r.reason and r.reason in x for x in report.reasons))
         ]
         if failures:
-            line += " — " + "; ".join(failures)
+            line += " — " + printable("; ".join(failures))
     return line
 
 
 def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for row in rows:
@@ -528,8 +542,8 @@ def render_debug(report: DeviceReport) -> str:
     for name, r in report.results.items():
         state = "success" if r.success else f"failed reason={r.reason or '-'}"
         lines.append(f"check={name} {state} duration_seconds={r.duration:.3f}"
-                     + (f' message="{r.message}"' if r.message else ""))
-        lines.extend(f"  {line}" for line in r.log)
+                     + (f' message="{printable(r.message)}"' if r.message else ""))
+        lines.extend(f"  {printable(line)}" for line in r.log)
     for name in report.skipped:
         lines.append(f"check={name} skipped (disabled in the profile)")
     lines.append(f"verdict={report.status.name} reasons={','.join(report.reasons) or '-'}")

@@ -288,3 +288,24 @@ def test_the_reasons_probers_give_are_translated() -> None:
                        ("snmp: no_such_object", "SNMP: thiết bị không có mục này"),
                        ("rtsp: decoder_crashed", "RTSP: bộ giải mã của camnet bị lỗi")):
         assert _word(reason, "vi") == vi
+
+
+def test_device_text_cannot_break_the_table_or_drive_the_terminal() -> None:
+    """What a device wrote (Cisco's sysDescr with CRLFs, a sysName or SOAP fault with escape
+    sequences) is shown on one line with its control characters escaped, in the table, the
+    verdict line and the debug view."""
+    report = ap_report()
+    snmp = report.results["snmp"]
+    snmp.facts["sys_descr"] = "Cisco IOS Software\r\nTechnical Support: http://x\r\n"
+    snmp.facts["sys_name"] = "ap\x1b[2J\x1b[32mOK"
+    snmp.success, snmp.reason, snmp.message = False, "fault", "agent said\r\x1b[1Aall fine"
+    snmp.log.append("reply\x1b[2K\rforged")
+    status, reasons, samples = VERDICTS["ap"](report.results)
+    report = DeviceReport(report.target, status, reasons, report.results, samples,
+                          settings=report.settings)
+    for text in (render_text(report), render_debug(report)):
+        assert "\x1b" not in text and "\r" not in text, repr(text)
+    text = render_text(report)
+    assert "agent said \\x1b[1Aall fine" in text.splitlines()[0]
+    assert "description   Cisco IOS Software Technical Support: http://x\n" in text
+    assert "ap\\x1b[2J\\x1b[32mOK" in text
