@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from probes import METRICS
 from probes.base import CheckSettings, Credentials, StrictModel, Target, parse_duration
 from probes.onvif import OnvifSettings
 from probes.ping import PingSettings
@@ -36,13 +37,13 @@ ID_RE = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 Ident = Annotated[str, Field(pattern=ID_RE)]
 ID_RULE = "must be 1-63 of a-z, 0-9, '-', '_', '.', starting with a letter or digit"
 LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-# Labels the exporter sets itself (device identity and the label names of camnet's own
-# families); a device's `labels:` may not override them.
+# Labels the exporter sets itself (device identity, the label names of camnet's own families
+# and of every prober's metrics); a device's `labels:` may not override them.
 RESERVED_LABELS = frozenset(
     {"commune", "site", "camera", "ap", "operator", "problem", "interface", "radio", "direction",
      "kind", "check", "reason", "job", "instance", "vendor", "model", "firmware", "serial",
      "sys_name", "sys_descr", "version", "le", "quantile"}
-)
+) | {label for metric in METRICS.values() for label in metric.labels}
 _HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"

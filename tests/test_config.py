@@ -484,3 +484,16 @@ def test_docs_yaml_examples_are_valid() -> None:
     assert len(blocks) >= 4
     for block in blocks:
         Config.model_validate(yaml.safe_load(block))
+
+
+def test_a_device_label_may_not_override_a_metric_label(tmp_path: Path) -> None:
+    # camnet_camera_stream_info{codec, profile}: a device's `profile` label would replace the
+    # stream's profile (or the other way round) on that series.
+    with pytest.raises(ConfigError) as err:
+        parse_config(textwrap.dedent("""\
+            sites: [{id: s, commune: c, name: S}]
+            cameras: [{id: c1, site: s, address: 127.0.0.1, labels: {profile: indoor}}]
+            """), tmp_path / "c.yaml")
+    assert "cameras[0].labels.profile: is a label camnet sets itself" in str(err.value)
+    from probes import METRICS
+    assert {label for m in METRICS.values() for label in m.labels} <= config_module.RESERVED_LABELS
