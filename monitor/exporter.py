@@ -14,7 +14,6 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from monitor.checks import judge
 from monitor.state import DeviceRecord, State
 from probes import METRICS
 from probes.base import CheckResult, MetricDef, Sample, Status
@@ -128,7 +127,7 @@ def device_samples(rec: DeviceRecord) -> Iterator[Sample]:
     if not rec.results:
         return
     # Until every check has run once, up/problem series would claim what nobody measured.
-    yield from check_samples(rec.results, judge(rec.kind, rec.results) if rec.complete else None)
+    yield from check_samples(rec.results, rec.verdict() if rec.complete else None)
 
 
 def _site_samples(state: State) -> Iterator[SampleGroup]:

@@ -313,7 +313,7 @@ class Scheduler:
         fields = {"device": rec.target.id, "kind": rec.kind, "site": rec.target.labels.get("site", "")}
         detail = {c: r.reason for c, r in rec.results.items() if not r.success}
         if status == Status.OK:
-            if previous != Status.UNKNOWN:
+            if previous != Status.UNKNOWN or previous_keys:  # UNKNOWN with reasons: a bug's
                 event(log, logging.INFO, "device recovered", **fields, was=previous.name.lower())
             else:
                 event(log, logging.INFO, "device up", **fields)
@@ -323,6 +323,12 @@ class Scheduler:
                   message=result.message if not result.success else "")
         elif status == Status.WARNING:
             event(log, logging.WARNING, "device degraded", **fields, reasons=",".join(reasons))
+        elif status == Status.UNKNOWN:
+            # A prober failed inside camnet: camnet's bug, not the device's state; said once.
+            broken = [r for r in rec.results.values() if r.reason == "internal_error"]
+            event(log, logging.ERROR, "check failed inside camnet", **fields,
+                  checks=",".join(r.check for r in broken),
+                  message="; ".join(r.message for r in broken))
 
     def _enabled_checks(self, rec: DeviceRecord) -> list[str]:
         return [c for c in rec.enabled_checks() if c in self.probers]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.checks import judge
 from monitor.config import ApProfile, CameraProfile, LoadedConfig, SiteConfig
-from probes import CHECKS_BY_KIND, VERDICTS
+from probes import CHECKS_BY_KIND
 from probes.base import CheckResult, Sample, Status, Target
 
 
@@ -39,8 +40,9 @@ class DeviceRecord:
         return all(c in self.results for c in self.enabled_checks())
 
     def verdict(self) -> tuple[Status, list[str], list[Sample]]:
-        """The device's verdict from its latest results."""
-        return VERDICTS[self.kind](self.results)
+        """The device's verdict from its latest results (UNKNOWN when a prober failed inside
+        camnet: checks.judge, as /probe and /metrics say it)."""
+        return judge(self.kind, self.results)
 
 
 # Target options that only name the device for people: changing them does not change what the

@@ -338,3 +338,33 @@ async def test_stop_and_reload_go_on_past_a_job_that_had_died(tmp_path: Path) ->
     await asyncio.sleep(0)
     await sched.stop()  # no exception: the daemon's shutdown goes on to save the picture memory
     assert not sched._tasks
+
+
+async def test_a_prober_bug_is_unknown_and_logged_once_not_a_device_down(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="camnet.scheduler")
+    broken = True
+
+    async def buggy(target, settings, state, deadline):  # type: ignore[no-untyped-def]
+        if broken:
+            raise KeyError("ifDescr")
+        return CheckResult("snmp", True)
+
+    cfg = tmp_path / "camnet.yaml"
+    ap_config(cfg, [("ap-01", "127.0.13.76", PORT)])
+    state = State()
+    state.load(load_config(cfg))
+    sched = Scheduler(state, SchedulerMetrics(CollectorRegistry()), probers={"snmp": buggy})
+    rec = state.devices["ap-01"]
+    for _ in range(2):
+        sched.record(rec, "snmp", await sched.run_check(rec, "snmp", rec.profile.snmp))  # type: ignore[union-attr]
+    # The status page shows what /metrics and /probe say: camnet cannot tell, not "down".
+    assert rec.status.name == "UNKNOWN"
+    assert any("KeyError" in r for r in rec.reasons), rec.reasons
+    broken = False
+    sched.record(rec, "snmp", await sched.run_check(rec, "snmp", rec.profile.snmp))  # type: ignore[union-attr]
+    records = [r for r in caplog.records if r.name == "camnet.scheduler"]
+    assert [r.getMessage() for r in records] == ["check failed inside camnet", "device recovered"]
+    assert records[0].levelno == logging.ERROR
+    assert "KeyError" in records[0].fields["message"]  # type: ignore[attr-defined]
