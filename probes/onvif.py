@@ -508,7 +508,7 @@ def _sign_with_offset(service: Any, offset: float) -> None:
 
 async def _session(target: Target, state: dict[str, Any], want_identity: bool,
                    want_uri: bool, result: CheckResult | None) -> OnvifFacts:
-    """Talk to the camera: clock (no credentials), identity, stream and snapshot URIs."""
+    """Talk to the camera: clock (unsigned unless refused), identity, stream and snapshot URIs."""
     facts = OnvifFacts()
     url = _device_url(target)
     user, password = _credentials(target)
@@ -516,7 +516,18 @@ async def _session(target: Target, state: dict[str, Any], want_identity: bool,
     http = DeviceHttp()
     try:
         before = time.time()
-        sdt = await _device_call(http, url, "GetSystemDateAndTime")
+        try:
+            sdt = await _device_call(http, url, "GetSystemDateAndTime")
+        except OnvifCheckError as exc:
+            if exc.reason != "auth_failed" or not user:
+                raise
+            # Some cameras (Vivotek, Panasonic: agsh/onvif#301) want credentials for the clock
+            # too, against ONVIF Core: ask again signed on our own clock. One login, so a wrong
+            # password still costs the camera's lockout count one attempt per check.
+            if result:
+                result.debug("GetSystemDateAndTime needs credentials: asking again signed")
+            before = time.time()
+            sdt = await _device_call(http, url, "GetSystemDateAndTime", (user, password or "", 0.0))
         after = time.time()
         utc = sdt.find("{*}SystemDateAndTime/{*}UTCDateTime")
         if utc is not None:

@@ -604,3 +604,44 @@ async def test_a_flooding_camera_is_cut_off(announce: bool) -> None:
     assert result.message.startswith("the camera flooded"), result.message
     assert sent < total / 4  # the client hung up long before the end
     assert max(stalls, default=0.0) < 0.25, stalls  # the loop kept serving the other checks
+
+
+
+def signed_by(body: str, password: str) -> bool:
+    """Whether a request carries a UsernameToken whose digest matches `password`."""
+    token = etree.fromstring(body.encode()).find(
+        f"{{{onvif.SOAP12_NS}}}Header/{{{onvif.WSSE_NS}}}Security/{{{onvif.WSSE_NS}}}UsernameToken")
+    if token is None:
+        return False
+    nonce = base64.b64decode(token.findtext(f"{{{onvif.WSSE_NS}}}Nonce") or "")
+    created = token.findtext(f"{{{onvif.WSU_NS}}}Created") or ""
+    digest = base64.b64encode(hashlib.sha1(nonce + created.encode() + password.encode())
+                              .digest()).decode()
+    return token.findtext(f"{{{onvif.WSSE_NS}}}Password") == digest
+
+
+async def test_a_camera_that_wants_credentials_for_its_clock() -> None:
+    """Cameras that answer an unsigned GetSystemDateAndTime with NotAuthorized (Vivotek,
+    Panasonic: agsh/onvif#301) are asked again signed: checked, not reported auth_failed and
+    backed off; with a wrong password that signed request is the check's only login."""
+    not_authorized = FAULT_12.format(sub="ter:NotAuthorized", reason="Sender not Authorized",
+                                     detail="")
+    info = captured("hikvision", "core", "GetDeviceInformation.Response.xml")
+    seen: list[tuple[str, str]] = []
+
+    def answer(op: str) -> web.Response:
+        if not signed_by(seen[-1][1], PASSWORD):
+            return soap(not_authorized, 400)
+        return clock_then(lambda op: soap(info))(op)
+
+    async with soap_server("127.0.34.10", answer, seen):
+        state: dict[str, Any] = {}
+        result = await run(target("127.0.34.10", rtsp_url="rtsp://127.0.34.10/s"), state)
+        assert result.success and result.facts["vendor"] == "HIKVISION", result.message
+        assert result.facts["clock_offset"] is not None and onvif.AUTH_FAILED_KEY not in state
+        assert len(seen) == 3  # unsigned clock, signed clock, identity
+        assert any("needs credentials" in line for line in result.log), result.log
+        seen.clear()
+        wrong = await run(target("127.0.34.10", password="not-the-password"), state)
+        assert (wrong.reason, wrong.problems["auth_failed"]) == ("auth_failed", True)
+        assert [signed_by(body, "not-the-password") for _, body in seen] == [False, True]
