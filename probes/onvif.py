@@ -532,7 +532,9 @@ async def _session(target: Target, state: dict[str, Any], want_identity: bool,
         utc = sdt.find("{*}SystemDateAndTime/{*}UTCDateTime")
         if utc is not None:
             local = dt.datetime.fromtimestamp((before + after) / 2, dt.UTC)
-            facts.clock_offset = round((_utc(utc) - local).total_seconds(), 1)
+            # The camera says whole seconds, its clock being anywhere in that second: its middle
+            # is the estimate (else a synced camera reads -1..0 s, not the documented ±0.5 s).
+            facts.clock_offset = round((_utc(utc) - local).total_seconds() + 0.5, 1)
         if result:
             result.debug(f"GetSystemDateAndTime: offset {facts.clock_offset}s")
         offset = facts.clock_offset or 0.0

@@ -11,8 +11,10 @@ import base64
 import contextlib
 import hashlib
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -645,3 +647,26 @@ async def test_a_camera_that_wants_credentials_for_its_clock() -> None:
         wrong = await run(target("127.0.34.10", password="not-the-password"), state)
         assert (wrong.reason, wrong.problems["auth_failed"]) == ("auth_failed", True)
         assert [signed_by(body, "not-the-password") for _, body in seen] == [False, True]
+
+
+async def test_clock_offset_is_centred_on_the_cameras_second(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A camera reports whole seconds: one in step with camnet reads within ±0.5 s (the
+    middle of its second), not -1..0 s."""
+    now = 1_700_000_000.9  # 2023-11-14 22:13:20.9 UTC; the camera says 22:13:20
+    monkeypatch.setattr(onvif, "time", SimpleNamespace(time=lambda: now,
+                                                       monotonic=time.monotonic))
+    clock = captured("hikvision", "core", "GetSystemDateAndTime.Response.xml")
+    for part, value in (("Hour", 22), ("Minute", 13), ("Second", 20), ("Year", 2023),
+                        ("Month", 11), ("Day", 14)):
+        clock = re.sub(rf"(<tt:UTCDateTime>.*?<tt:{part}>)\d+<", rf"\g<1>{value}<", clock,
+                       count=1, flags=re.S)
+    info = captured("hikvision", "core", "GetDeviceInformation.Response.xml")
+
+    def answer(op: str) -> web.Response:
+        return soap(clock if op == "GetSystemDateAndTime" else info)
+
+    async with soap_server("127.0.34.11", answer):
+        result = await run(target("127.0.34.11", rtsp_url="rtsp://127.0.34.11/s"))
+    assert result.success, result.message
+    assert result.facts["clock_offset"] == -0.4
