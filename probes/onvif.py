@@ -75,6 +75,7 @@ PICTURE_CODECS = frozenset({"H264", "H265"})
 # The largest reply in the recorded Axis and Hikvision traffic is 74 KB (GetCACertificates;
 # GetProfiles 28 KB): 1 MiB leaves room for big cameras and parses in a few ms.
 MAX_REPLY_BYTES = 1 << 20
+DIGEST_ATTR = "camnet_digest"  # on a library transport: its aiohttp DigestAuthMiddleware
 
 
 SOAP12_NS = "http://www.w3.org/2003/05/soap-envelope"
@@ -116,9 +117,18 @@ async def _capped_post(self: onvif.zeep_aiohttp.AIOHTTPTransport, address: str,
     headers = headers or {}
     headers.setdefault("Content-Type", 'text/xml; charset="utf-8"')
     data = message.encode("utf-8") if isinstance(message, str) else message
+    digest = getattr(self, DIGEST_ATTR, None)
     response = await self.session.post(address, data=data, headers=headers, proxy=self.proxy,
-                                       timeout=self._client_timeout)
+                                       timeout=self._client_timeout,
+                                       middlewares=(digest,) if digest else None)
     return response, await _read_capped(response)
+
+
+def _allow_http_digest(service: Any, user: str | None, password: str | None) -> None:
+    """Let a library service answer an HTTP Digest challenge (it sends only the
+    UsernameToken; cameras set to digest only refuse that: agsh/onvif#294)."""
+    if user:
+        setattr(service.transport, DIGEST_ATTR, aiohttp.DigestAuthMiddleware(user, password or ""))
 
 
 def _cap_reply_size() -> None:
@@ -199,17 +209,32 @@ class DeviceHttp:
             self._writer.transport.abort()
         self._key = self._reader = self._writer = None
 
-    async def post(self, url: str, body: bytes, content_type: str) -> tuple[int, bytes]:
-        """(status, body) of a POST to `url`, redirects followed."""
+    async def post(self, url: str, body: bytes, content_type: str,
+                   login: tuple[str, str] | None = None) -> tuple[int, bytes]:
+        """(status, body) of a POST to `url`, redirects followed, an HTTP Digest challenge
+        answered once with `login` (user, password)."""
+        authorization = ""
+        answered = False
         for _ in range(MAX_REDIRECTS + 1):
-            status, location, reply = await self._exchange(url, body, content_type)
+            status, headers, reply = await self._exchange(url, body, content_type, authorization)
+            if status == 401 and login and not answered:
+                # Cameras set to HTTP digest only (Hikvision's "digest" mode: agsh/onvif#294)
+                # refuse the UsernameToken with a Digest challenge. Answered once: a wrong
+                # password costs the lockout count no more than that.
+                answered = True
+                authorization = digest_authorization(headers.get("www-authenticate", ""),
+                                                     *login, "POST", _request_target(url))
+                if authorization:
+                    continue
+            location = headers.get("location", "")
             if status not in REDIRECTS or not location:
                 return status, reply
             url = urljoin(url, location)
+            authorization = ""
         raise OnvifCheckError("bad_reply", f"more than {MAX_REDIRECTS} redirects")
 
-    async def _exchange(self, url: str, body: bytes, content_type: str
-                        ) -> tuple[int, str, bytes]:
+    async def _exchange(self, url: str, body: bytes, content_type: str, authorization: str = ""
+                        ) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(url)
         host, scheme = parts.hostname, parts.scheme.lower()
         try:
@@ -229,10 +254,11 @@ class DeviceHttp:
         authority = f"[{host}]" if ":" in host else host
         if parts.port:
             authority += f":{port}"
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        writer.write(f"POST {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: camnet\r\n"
-                     f"Accept: */*\r\nContent-Type: {content_type}\r\n"
-                     f"Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body)
+        auth = f"Authorization: {authorization}\r\n".encode() if authorization else b""
+        writer.write(f"POST {_request_target(url)} HTTP/1.1\r\nHost: {authority}\r\n"
+                     f"User-Agent: camnet\r\nAccept: */*\r\nContent-Type: {content_type}\r\n"
+                     .encode("latin-1") + auth
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body)
         try:
             await writer.drain()
             version, status, headers = await self._head(reader)
@@ -242,7 +268,7 @@ class DeviceHttp:
             raise
         if not framed or version != "HTTP/1.1" or "close" in headers.get("connection", "").lower():
             self.close()
-        return status, headers.get("location", ""), reply
+        return status, headers, reply
 
     @staticmethod
     async def _line(reader: asyncio.StreamReader, first: bool = False) -> bytes:
@@ -284,8 +310,11 @@ class DeviceHttp:
                     raise OnvifCheckError("bad_reply", f"reply headers over {MAX_HEAD_BYTES} "
                                                        "bytes")
                 name, sep, value = line.decode("latin-1").partition(":")
-                if sep:
-                    headers[name.strip().lower()] = value.strip()
+                name = name.strip().lower()
+                if sep and name == "www-authenticate" and name in headers:
+                    headers[name] += "\n" + value.strip()  # one challenge a line (Basic, Digest)
+                elif sep:
+                    headers[name] = value.strip()
             if not 100 <= int(code) < 200:
                 return version.decode("latin-1"), int(code), headers
 
@@ -327,6 +356,56 @@ class DeviceHttp:
         except asyncio.IncompleteReadError:
             raise OnvifCheckError("bad_reply", "the camera dropped the connection "
                                                "mid-reply") from None
+
+
+def _request_target(url: str) -> str:
+    """The path and query of `url`, as a request line (and a digest `uri`) carry them."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+_DIGEST_HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+_AUTH_PARAM = re.compile(r'([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
+
+
+def _quoted(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def digest_authorization(challenges: str, user: str, password: str, method: str,
+                         uri: str) -> str:
+    """An HTTP Digest Authorization answering the Digest one of `challenges` (one a line;
+    RFC 7616: MD5 or SHA-256, -sess or not, qop auth or none), or '' when there is none."""
+    params: dict[str, str] = {}
+    for challenge in challenges.split("\n"):
+        scheme, _, rest = challenge.strip().partition(" ")
+        if scheme.lower() == "digest":
+            params = {m[0].lower(): re.sub(r"\\(.)", r"\1", m[1]) if m[1] else m[2]
+                      for m in _AUTH_PARAM.findall(rest)}
+            break
+    algorithm = params.get("algorithm", "MD5")
+    hash_fn = _DIGEST_HASHES.get(algorithm.upper().removesuffix("-SESS"))
+    qops = {q.strip().lower() for q in params.get("qop", "").split(",") if q.strip()}
+    if hash_fn is None or "nonce" not in params or (qops and "auth" not in qops):
+        return ""
+
+    def h(text: str) -> str:
+        return hash_fn(text.encode()).hexdigest()
+
+    realm, nonce, cnonce = params.get("realm", ""), params["nonce"], os.urandom(8).hex()
+    ha1 = h(f"{user}:{realm}:{password}")
+    if algorithm.upper().endswith("-SESS"):
+        ha1 = h(f"{ha1}:{nonce}:{cnonce}")
+    ha2 = h(f"{method}:{uri}")
+    response = h(f"{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}" if qops else f"{ha1}:{nonce}:{ha2}")
+    fields = [f'username="{_quoted(user)}"', f'realm="{_quoted(realm)}"',
+              f'nonce="{_quoted(nonce)}"', f'uri="{_quoted(uri)}"', f"algorithm={algorithm}",
+              f'response="{response}"']
+    if qops:
+        fields += ["qop=auth", "nc=00000001", f'cnonce="{cnonce}"']
+    if "opaque" in params:
+        fields.append(f'opaque="{_quoted(params["opaque"])}"')
+    return "Digest " + ", ".join(fields)
 
 
 def classify(exc: BaseException) -> tuple[str, str]:
@@ -455,7 +534,8 @@ async def _device_call(http: DeviceHttp, url: str, operation: str,
                     f'{header}<s:Body><tds:{operation} xmlns:tds="{DEVICE_NS}"/></s:Body>'
                     "</s:Envelope>")
         try:
-            status, reply = await http.post(url, envelope.encode(), content_type)
+            status, reply = await http.post(url, envelope.encode(), content_type,
+                                            login[:2] if login else None)
             break
         except (ConnectionResetError, BrokenPipeError):  # ServerDisconnected too
             # Cameras close kept-alive connections without saying so, seen at the request's
@@ -560,6 +640,7 @@ async def _session(target: Target, state: dict[str, Any], want_identity: bool,
         cam = _camera(target)
         try:
             devicemgmt = await cam.create_devicemgmt_service()
+            _allow_http_digest(devicemgmt, user, password)
             if offset:
                 cam.dt_diff = dt.timedelta(seconds=offset)
                 _sign_with_offset(devicemgmt, offset)
@@ -578,6 +659,7 @@ async def _find_uris(cam: onvif.ONVIFCamera, facts: OnvifFacts,
     await cam.update_xaddrs()  # GetServices, falling back to GetCapabilities by itself
     cam.dt_diff = diff  # update_xaddrs() forgets the clock offset the media service must sign with
     media = await cam.create_media_service()
+    _allow_http_digest(media, cam.user, cam.passwd)
     profiles = await media.GetProfiles()
     if not profiles:
         raise OnvifCheckError("bad_reply", "the camera announces no media profile")

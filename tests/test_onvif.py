@@ -670,3 +670,60 @@ async def test_clock_offset_is_centred_on_the_cameras_second(
         result = await run(target("127.0.34.11", rtsp_url="rtsp://127.0.34.11/s"))
     assert result.success, result.message
     assert result.facts["clock_offset"] == -0.4
+
+
+DIGEST_REALM, DIGEST_NONCE = "IP Camera(C1234)", "4e6a4d334e7a4935"
+
+
+def digest_ok(header: str, password: str, method: str = "POST") -> bool:
+    """Whether an Authorization header is a valid RFC 7616 MD5 digest for the test camera."""
+    if not header.startswith("Digest "):
+        return False
+    p = {m[0]: m[1] or m[2] for m in re.findall(r'(\w+)=(?:"([^"]*)"|([^,\s]*))', header[7:])}
+    ha1 = hashlib.md5(f"{p['username']}:{DIGEST_REALM}:{password}".encode()).hexdigest()
+    ha2 = hashlib.md5(f"{method}:{p['uri']}".encode()).hexdigest()
+    want = hashlib.md5(f"{ha1}:{DIGEST_NONCE}:{p['nc']}:{p['cnonce']}:{p['qop']}:{ha2}"
+                       .encode()).hexdigest()
+    return p["nonce"] == DIGEST_NONCE and p["realm"] == DIGEST_REALM and p["response"] == want
+
+
+async def test_a_camera_set_to_http_digest_only() -> None:
+    """Cameras set to HTTP digest only (Hikvision's "digest" mode: agsh/onvif#294) refuse the
+    UsernameToken with a 401 Digest challenge: the identity request and the library's
+    discovery answer it (not auth_failed); a wrong password is tried once per request."""
+    host = "127.0.34.12"
+    captured_url = re.compile(r"(?:https?|rtsp)://10\.10\.1\.\d+(?::\d+)?")
+    seen: list[tuple[str, str]] = []  # (operation, Authorization)
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        op = etree.QName(etree.fromstring(body).find("{*}Body")[0]).localname
+        seen.append((op, request.headers.get("Authorization", "")))
+        if op != "GetSystemDateAndTime" and not digest_ok(seen[-1][1], PASSWORD):
+            return web.Response(status=401, text="Unauthorized", headers={
+                "WWW-Authenticate": f'Digest qop="auth", realm="{DIGEST_REALM}", '
+                                    f'nonce="{DIGEST_NONCE}", stale="FALSE"'})
+        service = "core" if request.path.endswith("device_service") else "media"
+        text = captured("hikvision", service, f"{op}.Response.xml")
+        return soap(captured_url.sub(lambda m: (f"rtsp://{host}:554" if m[0].startswith("rtsp")
+                                                else f"http://{host}:8080"), text))
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, host, 8080).start()
+    try:
+        state: dict[str, Any] = {}
+        result = await run(target(host), state)
+        assert result.success and result.facts["vendor"] == "HIKVISION", result.message
+        assert state["stream_uri"].startswith(f"rtsp://{host}:554/Streaming/Channels/"), state
+        assert {op for op, auth in seen if auth} >= {"GetDeviceInformation", "GetServices",
+                                                     "GetProfiles", "GetStreamUri"}
+        seen.clear()
+        wrong = await run(target(host, password="not-the-password"), {})
+        assert (wrong.reason, wrong.problems["auth_failed"]) == ("auth_failed", True)
+        assert [op for op, auth in seen if auth] == ["GetDeviceInformation"]
+        assert "not-the-password" not in repr(wrong)
+    finally:
+        await runner.cleanup()
