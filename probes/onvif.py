@@ -586,16 +586,11 @@ def _sign_with_offset(service: Any, offset: float) -> None:
         wsse.dt_diff = diff
 
 
-async def _session(target: Target, state: dict[str, Any], want_identity: bool,
-                   want_uri: bool, result: CheckResult | None) -> OnvifFacts:
-    """Talk to the camera: clock (unsigned unless refused), identity, stream and snapshot URIs."""
-    facts = OnvifFacts()
-    url = _device_url(target)
-    user, password = _credentials(target)
-    # One connection for both calls; the deadline is the caller's (asyncio.timeout_at).
-    http = DeviceHttp()
+async def _read_clock(http: DeviceHttp, url: str, user: str | None, password: str | None,
+                      result: CheckResult | None) -> float | None:
+    """The camera's clock minus ours (s) from GetSystemDateAndTime; None when it has none."""
+    before = time.time()
     try:
-        before = time.time()
         try:
             sdt = await _device_call(http, url, "GetSystemDateAndTime")
         except OnvifCheckError as exc:
@@ -608,13 +603,34 @@ async def _session(target: Target, state: dict[str, Any], want_identity: bool,
                 result.debug("GetSystemDateAndTime needs credentials: asking again signed")
             before = time.time()
             sdt = await _device_call(http, url, "GetSystemDateAndTime", (user, password or "", 0.0))
-        after = time.time()
-        utc = sdt.find("{*}SystemDateAndTime/{*}UTCDateTime")
-        if utc is not None:
-            local = dt.datetime.fromtimestamp((before + after) / 2, dt.UTC)
-            # The camera says whole seconds, its clock being anywhere in that second: its middle
-            # is the estimate (else a synced camera reads -1..0 s, not the documented ±0.5 s).
-            facts.clock_offset = round((_utc(utc) - local).total_seconds() + 0.5, 1)
+    except OnvifCheckError as exc:
+        if exc.reason != "fault":
+            raise
+        # Cameras without GetSystemDateAndTime (HiKam A7: agsh/onvif#65) answer a fault: the
+        # clock is unknown, the identity and the stream URI still asked.
+        if result:
+            result.debug(f"GetSystemDateAndTime: {exc}; clock unknown")
+        return None
+    after = time.time()
+    utc = sdt.find("{*}SystemDateAndTime/{*}UTCDateTime")
+    if utc is None:
+        return None
+    local = dt.datetime.fromtimestamp((before + after) / 2, dt.UTC)
+    # The camera says whole seconds, its clock being anywhere in that second: its middle
+    # is the estimate (else a synced camera reads -1..0 s, not the documented ±0.5 s).
+    return round((_utc(utc) - local).total_seconds() + 0.5, 1)
+
+
+async def _session(target: Target, state: dict[str, Any], want_identity: bool,
+                   want_uri: bool, result: CheckResult | None) -> OnvifFacts:
+    """Talk to the camera: clock (unsigned unless refused), identity, stream and snapshot URIs."""
+    facts = OnvifFacts()
+    url = _device_url(target)
+    user, password = _credentials(target)
+    # One connection for both calls; the deadline is the caller's (asyncio.timeout_at).
+    http = DeviceHttp()
+    try:
+        facts.clock_offset = await _read_clock(http, url, user, password, result)
         if result:
             result.debug(f"GetSystemDateAndTime: offset {facts.clock_offset}s")
         offset = facts.clock_offset or 0.0

@@ -727,3 +727,22 @@ async def test_a_camera_set_to_http_digest_only() -> None:
         assert "not-the-password" not in repr(wrong)
     finally:
         await runner.cleanup()
+
+
+async def test_a_camera_without_a_clock_is_still_checked() -> None:
+    """A camera that answers GetSystemDateAndTime with a fault (HiKam A7 has none:
+    agsh/onvif#65) has an unknown clock; its identity and stream URI are still asked."""
+    unsupported = FAULT_12.format(sub="ter:ActionNotSupported",
+                                  reason="Optional Action Not Implemented", detail="")
+    info = captured("hikvision", "core", "GetDeviceInformation.Response.xml")
+
+    def answer(op: str) -> web.Response:
+        return soap(unsupported, 500) if op == "GetSystemDateAndTime" else soap(info)
+
+    async with soap_server("127.0.34.15", answer):
+        result = await run(target("127.0.34.15", rtsp_url="rtsp://127.0.34.15/s"),
+                           {onvif.CLOCK_DRIFT_KEY: True})
+    assert result.success and result.facts["model"] == "DS-2DF7276-AEL", result.message
+    offset = sample(result, "camnet_camera_clock_offset_seconds")
+    assert result.facts["clock_offset"] is None and (offset is None or offset.value is None)
+    assert result.problems["clock_drift"]  # unknown: the last reading's verdict stands
