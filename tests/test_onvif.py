@@ -608,7 +608,6 @@ async def test_a_flooding_camera_is_cut_off(announce: bool) -> None:
     assert max(stalls, default=0.0) < 0.25, stalls  # the loop kept serving the other checks
 
 
-
 def signed_by(body: str, password: str) -> bool:
     """Whether a request carries a UsernameToken whose digest matches `password`."""
     token = etree.fromstring(body.encode()).find(
