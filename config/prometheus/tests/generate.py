@@ -551,6 +551,33 @@ def scenarios() -> list[dict[str, Any]]:
             ],
         }
     )
+    # A device already paged before its site goes dark stays paged through the outage (muted by
+    # Alertmanager's SiteDown inhibition) and after it, until it reports up: the rules of before
+    # ended its alert when the site went down, so once the mute lifted the police (or the NOC)
+    # were told "resolved" for a camera still dead, and paged again 2 min + 25 s later.
+    # daron-01: the camera dies at t=60, its AP from t=300 to t=600; the camera comes back at
+    # t=800. daron-02: the AP dies at t=60 (no ping), the camera from t=300 to t=600.
+    tests.append(
+        {
+            "name": "A device paged before its site goes dark stays paged through the outage",
+            "input_series": site_info()
+            + camera("daron-01", "cam-daron-01", values((1, 60), (0, 740), (1, 300)),
+                     {"unreachable": values((0, 60), (1, 740), (0, 300))})
+            + ap("daron-01", "ap-daron-01", values((1, 300), (0, 300), (1, 500)))
+            + camera("daron-02", "cam-daron-02", values((1, 300), (0, 300), (1, 500)),
+                     {"unreachable": values((0, 300), (1, 300), (0, 500))})
+            + ap("daron-02", "ap-daron-02", values((1, 60), (0, 1040))),
+            "alert_rule_test": [
+                *[check(s, "SiteDown", site_down("daron-01"), site_down("daron-02"))
+                  for s in (400, 595)],
+                *[check(s, "CameraDown", camera_down("daron-01", "cam-daron-01", "mất kết nối"))
+                  for s in (200, 300, 330, 400, 595, 605, 650, 700, 795)],
+                check(805, "CameraDown"),
+                *[check(s, "APDown", ap_down("daron-02", "ap-daron-02"))
+                  for s in (200, 300, 330, 400, 595, 605, 650, 700, 900)],
+            ],
+        }
+    )
     # An SNMP agent that hangs while the AP still answers ping: camnet is blind on it, but the
     # line works. It pages after its SNMP has been silent 5 minutes (+ the minute of `for:`).
     tests.append(
