@@ -95,8 +95,11 @@ def panel_json(p: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
     }
 
 
-def variable(name: str, label: str, query: str) -> dict[str, Any]:
-    """A multi-value query variable with All (= .*)."""
+def variable(name: str, label: str, query: str, all_value: str = ".*") -> dict[str, Any]:
+    """A multi-value query variable with All (= .*, or `all_value`).
+
+    The device variables (camera, ap) take All = .+: the ping metrics are exported for both
+    kinds, and camera=~".*" also matches a series without a camera label (an AP's)."""
     return {
         "name": name,
         "label": label,
@@ -106,7 +109,7 @@ def variable(name: str, label: str, query: str) -> dict[str, Any]:
         "definition": query,
         "refresh": 2,
         "includeAll": True,
-        "allValue": ".*",
+        "allValue": all_value,
         "multi": True,
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
         "sort": 1,
@@ -458,7 +461,7 @@ def cameras() -> dict[str, Any]:
                 ),
             ],
         ],
-        [variable("camera", "Camera", f"label_values(camnet_camera_up{{{SEL}}}, camera)")],
+        [variable("camera", "Camera", f"label_values(camnet_camera_up{{{SEL}}}, camera)", ".+")],
     )
 
 
@@ -603,7 +606,7 @@ def aps() -> dict[str, Any]:
                 ),
             ],
         ],
-        [variable("ap", "WiFi AP", f"label_values(camnet_ap_up{{{SEL}}}, ap)")],
+        [variable("ap", "WiFi AP", f"label_values(camnet_ap_up{{{SEL}}}, ap)", ".+")],
     )
 
 

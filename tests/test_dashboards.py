@@ -37,14 +37,25 @@ def panel_exprs(dash: dict[str, Any]) -> list[tuple[str, str]]:
     return [(p["title"], t["expr"]) for p in dash["panels"] for t in p.get("targets", [])]
 
 
+def all_values() -> dict[str, str]:
+    """Each template variable's value for 'All' (its allValue), as the dashboards define it."""
+    values: dict[str, str] = {}
+    for name, dash in dashboards().items():
+        for v in dash["templating"]["list"]:
+            assert values.get(v["name"], v["allValue"]) == v["allValue"], f"{name}: ${v['name']}"
+            values[v["name"]] = v["allValue"]
+    return values
+
+
 def substitute(expr: str, rate_interval: str = "1m") -> str:
-    """Grafana's variables replaced as Grafana does for 'All' (multi-value regex .*)."""
+    """Grafana's variables replaced as Grafana does for 'All' (the variable's allValue)."""
     expr = (
         expr.replace("$__rate_interval", rate_interval)
         .replace("$__range", "1h")
         .replace("$__interval", "15s")
     )
-    return re.sub(r"\$(commune|operator|site|camera|ap)\b", ".*", expr)
+    values = all_values()
+    return re.sub(r"\$(commune|operator|site|camera|ap)\b", lambda m: values[m[1]], expr)
 
 
 def all_exprs() -> list[tuple[str, str, str]]:
@@ -241,6 +252,17 @@ def test_every_panel_returns_data_from_prometheus(prometheus_on_synthetic: Prome
             break
         time.sleep(1)
     assert not missing, "panels without data:\n" + "\n".join(missing)
+    # A panel whose legend names a device label shows only series that carry it: the ping
+    # metrics exist for cameras and APs alike, and with camera=~".*" the camera wall's ping
+    # panels also drew every AP, as unnamed lines (and the AP dashboard every camera).
+    for name, dash in dashboards().items():
+        for p in dash["panels"]:
+            for t in p["targets"]:
+                m = re.match(r"\{\{(camera|ap)\}\}", t["legendFormat"])
+                if m:
+                    got = prom.query(substitute(t["expr"], "10s"))
+                    stray = [r["metric"] for r in got if not r["metric"].get(m[1])]
+                    assert not stray, f"{name}: {p['title']}: series without {m[1]}: {stray}"
     # The variables' queries work too (Grafana's label_values over the same series).
     for label in ("commune", "site", "operator"):
         values = {r["metric"][label] for r in prom.query("camnet_site_info")}
