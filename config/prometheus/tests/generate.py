@@ -25,6 +25,8 @@ SITES = {
     "daron-02": ("daron", "viettel", "Nhà văn hóa thôn 02, Đạ Ròn (tên tạm)"),
     "daron-09": ("daron", "mobifone", "Nhà văn hóa thôn 09, Đạ Ròn (tên tạm)"),
     "tutra-03": ("tutra", "viettel", "Nhà văn hóa thôn 03, Tu Tra (tên tạm)"),
+    # A site without a telco (`operator` is optional in the config): no operator label.
+    "daron-12": ("daron", "", "Nhà văn hóa thôn 12, Đạ Ròn (tên tạm)"),
 }
 PICTURE = {
     "black": "hình đen",
@@ -39,7 +41,7 @@ PROBLEMS = ("unreachable", "auth_failed", "no_stream", *PICTURE, "clock_drift")
 def labels(site: str, **extra: str) -> dict[str, str]:
     """The labels camnet puts on a device of this site."""
     commune, operator, _ = SITES[site]
-    return {"commune": commune, "site": site, "operator": operator, **extra}
+    return {"commune": commune, "site": site, **({"operator": operator} if operator else {}), **extra}
 
 
 def sel(name: str, lab: dict[str, str]) -> str:
@@ -60,7 +62,7 @@ def site_info() -> list[dict[str, str]]:
     """camnet_site_info for every test site, constant."""
     return [
         {
-            "series": sel("camnet_site_info", {"commune": c, "site": s, "operator": o, "site_name": n}),
+            "series": sel("camnet_site_info", {**labels(s), "site_name": n}),
             "values": "1+0x1000",
         }
         for s, (c, o, n) in SITES.items()
@@ -199,17 +201,19 @@ def ap_down(site: str, ap_id: str, alone: bool = False) -> dict[str, Any]:
                  "cần báo nhà mạng" if alone else "các thiết bị khác của điểm vẫn hoạt động")
     others_en = ("it is the site's only device: the line or power may be out, tell the operator"
                  if alone else "other devices at the site still answer")
+    op_vi = f", nhà mạng {operator}" if operator else ""
+    op_en = f", operator {operator}" if operator else ""
     return {
         "exp_labels": {**labels(site, ap=ap_id), "severity": "critical", "team": "noc"},
         "exp_annotations": {
             "summary": f"Điểm phát WiFi {ap_id} không phản hồi tại {site_name(site)} ({site})",
             "description": (
-                f"Thiết bị {ap_id} (điểm {site}, xã {commune}, nhà mạng {operator}) không trả lời SNMP "
+                f"Thiết bị {ap_id} (điểm {site}, xã {commune}{op_vi}) không trả lời SNMP "
                 f"trong hơn 1 phút; {others_vi}."
             ),
             "summary_en": f"Access point {ap_id} is down at site {site}",
             "description_en": (
-                f"Access point {ap_id} (site {site}, operator {operator}) has not answered SNMP for more "
+                f"Access point {ap_id} (site {site}{op_en}) has not answered SNMP for more "
                 f"than 1 minute; {others_en}."
             ),
         },
@@ -243,12 +247,16 @@ def ap_high_loss(site: str, ap_id: str, pct: str) -> dict[str, Any]:
         "exp_annotations": {
             "summary": f"Đường truyền tới {ap_id} mất {pct} gói tin tại {site}",
             "description": (
-                f"Đường truyền của điểm {site} (xã {commune}, nhà mạng {operator}) mất trung bình {pct} "
+                f"Đường truyền của điểm {site} (xã {commune}"
+                + (f", nhà mạng {operator}" if operator else "")
+                + f") mất trung bình {pct} "
                 "gói tin trong 10 phút qua. Cần báo nhà mạng kiểm tra."
             ),
             "summary_en": f"Line to {ap_id} loses {pct} of packets at site {site}",
             "description_en": (
-                f"The line of site {site} (operator {operator}) lost {pct} of ping packets on average "
+                f"The line of site {site}"
+                + (f" (operator {operator})" if operator else "")
+                + f" lost {pct} of ping packets on average "
                 "over 10 minutes. Report it to the operator."
             ),
         },
@@ -258,19 +266,23 @@ def ap_high_loss(site: str, ap_id: str, pct: str) -> dict[str, Any]:
 def site_down(site: str) -> dict[str, Any]:
     """Expected SiteDown alert."""
     commune, operator, _ = SITES[site]
+    op_vi = f", nhà mạng {operator}" if operator else ""
+    op_en = f", operator {operator}" if operator else ""
+    call_vi = f"Báo nhà mạng {operator}" if operator else "Báo đơn vị cung cấp đường truyền"
+    call_en = f"Call {operator}" if operator else "Call the line's provider"
     return {
         "exp_labels": {**labels(site), "severity": "critical", "team": "noc"},
         "exp_annotations": {
             "summary": f"Mất kết nối toàn bộ điểm {site_name(site)} ({site})",
             "description": (
-                f"Không thiết bị nào tại điểm {site} (xã {commune}, nhà mạng {operator}) trả lời: đường "
-                f"truyền hoặc nguồn điện của nhà văn hóa bị mất. Báo nhà mạng {operator}; cảnh báo "
+                f"Không thiết bị nào tại điểm {site} (xã {commune}{op_vi}) trả lời: đường "
+                f"truyền hoặc nguồn điện của nhà văn hóa bị mất. {call_vi}; cảnh báo "
                 "camera của điểm này được tạm ẩn."
             ),
             "summary_en": f"Site {site} is unreachable (line or power)",
             "description_en": (
-                f"No device at site {site} (commune {commune}, operator {operator}) answers: the hall's "
-                f"line or power is out. Call {operator}; the site's camera alerts are inhibited meanwhile."
+                f"No device at site {site} (commune {commune}{op_en}) answers: the hall's "
+                f"line or power is out. {call_en}; the site's camera alerts are inhibited meanwhile."
             ),
         },
     }
@@ -575,6 +587,25 @@ def scenarios() -> list[dict[str, Any]]:
                 check(805, "CameraDown"),
                 *[check(s, "APDown", ap_down("daron-02", "ap-daron-02"))
                   for s in (200, 300, 330, 400, 595, 605, 650, 700, 900)],
+            ],
+        }
+    )
+    # A site without a telco (no operator label): the NOC's texts leave the operator out
+    # instead of "nhà mạng )" and "Báo nhà mạng ;" (the rules of before).
+    tests.append(
+        {
+            "name": "SiteDown, APDown and APHighLoss read well for a site without an operator",
+            "input_series": site_info()
+            + camera("daron-12", "cam-daron-12", values((1, 60), (0, 300)),
+                     {"unreachable": values((0, 60), (1, 300))})
+            + ap("daron-12", "ap-daron-12", values((1, 60), (0, 300)))
+            + ap("daron-12", "ap-daron-12b", values((1, 60), (0, 100), (1, 1200)))
+            + [{"series": sel("camnet_ping_loss_ratio", labels("daron-12", ap="ap-daron-12b")),
+                "values": values((0.8, 1200))}],
+            "alert_rule_test": [
+                check(130, "SiteDown", site_down("daron-12")),
+                check(400, "APDown", ap_down("daron-12", "ap-daron-12")),
+                check(1100, "APHighLoss", ap_high_loss("daron-12", "ap-daron-12b", "80%")),
             ],
         }
     )
