@@ -590,6 +590,30 @@ def scenarios() -> list[dict[str, Any]]:
             ],
         }
     )
+    # A camera whose picture is bad (lens covered) and which then stops giving a frame: camnet
+    # masks the picture problems of an unreachable camera (0), and the rules of before ended
+    # CameraPictureProblem at once, 25 s before CameraDown fires (or 30 s before SiteDown) and
+    # mutes it: the police could be told "resolved" for a lens still covered. It is held while
+    # the camera gives no frame, muted by CameraDown, and judged again on the next frame.
+    # The lens is covered from t=60; the camera is unreachable from t=300 to t=600.
+    tests.append(
+        {
+            "name": "CameraPictureProblem is held, not resolved, while the camera gives no frame",
+            "input_series": site_info()
+            + camera("daron-01", "cam-daron-01", values((1, 300), (0, 300), (1, 600)),
+                     {"black": values((0, 60), (1, 240), (0, 300), (1, 300), (0, 300)),
+                      "unreachable": values((0, 300), (1, 300), (0, 600))})
+            + ap("daron-01", "ap-daron-01", OK),
+            "alert_rule_test": [
+                *[check(s, "CameraPictureProblem", picture_problem("daron-01", "cam-daron-01", "black"))
+                  for s in (120, 295, 300, 305, 320, 330, 400, 595, 605, 700, 895)],
+                check(905, "CameraPictureProblem"),
+                *[check(s, "CameraDown", camera_down("daron-01", "cam-daron-01", "mất kết nối"))
+                  for s in (330, 595)],
+                check(605, "CameraDown"),
+            ],
+        }
+    )
     # A site without a telco (no operator label): the NOC's texts leave the operator out
     # instead of "nhà mạng )" and "Báo nhà mạng ;" (the rules of before).
     tests.append(
