@@ -596,6 +596,11 @@ def scenarios() -> list[dict[str, Any]]:
     # mutes it: the police could be told "resolved" for a lens still covered. It is held while
     # the camera gives no frame, muted by CameraDown, and judged again on the next frame.
     # The lens is covered from t=60; the camera is unreachable from t=300 to t=600.
+
+    def gap(during: float, after: float, before: str = values((1, 400))) -> str:
+        """`before` until t=400, stale, nothing until t=460, `during` to t=600, then `after`."""
+        return " ".join([before, values(("stale", 5), ("_", 55), (during, 140), (after, 600))])
+
     tests.append(
         {
             "name": "CameraPictureProblem is held, not resolved, while the camera gives no frame",
@@ -603,12 +608,24 @@ def scenarios() -> list[dict[str, Any]]:
             + camera("daron-01", "cam-daron-01", values((1, 300), (0, 300), (1, 600)),
                      {"black": values((0, 60), (1, 240), (0, 300), (1, 300), (0, 300)),
                       "unreachable": values((0, 300), (1, 300), (0, 600))})
-            + ap("daron-01", "ap-daron-01", OK),
+            + ap("daron-01", "ap-daron-01", OK)
+            # The same at daron-02, with a camnet restart while the camera is unreachable (every
+            # series stale at t=400, back at t=460): the hold's last value is a masked 0.
+            + [{**info, "values": gap(1, 1)} for info in site_info() if "daron-02" in info["series"]]
+            + camera("daron-02", "cam-daron-02", gap(0, 1, before=values((1, 300), (0, 100))),
+                     {"black": gap(0, 1, before=values((0, 60), (1, 240), (0, 100))),
+                      "unreachable": gap(1, 0, before=values((0, 300), (1, 100)))})
+            + ap("daron-02", "ap-daron-02", gap(1, 1)),
             "alert_rule_test": [
-                *[check(s, "CameraPictureProblem", picture_problem("daron-01", "cam-daron-01", "black"))
-                  for s in (120, 295, 300, 305, 320, 330, 400, 595, 605, 700, 895)],
-                check(905, "CameraPictureProblem"),
-                *[check(s, "CameraDown", camera_down("daron-01", "cam-daron-01", "mất kết nối"))
+                *[check(s, "CameraPictureProblem", picture_problem("daron-01", "cam-daron-01", "black"),
+                        picture_problem("daron-02", "cam-daron-02", "black"))
+                  for s in (120, 295, 300, 305, 320, 330, 395, 470, 595, 605, 700, 895)],
+                *[check(s, "CameraPictureProblem", picture_problem("daron-01", "cam-daron-01", "black"),
+                        unnamed(picture_problem("daron-02", "cam-daron-02", "black")))
+                  for s in (400, 430, 455)],
+                check(905, "CameraPictureProblem", picture_problem("daron-02", "cam-daron-02", "black")),
+                *[check(s, "CameraDown", camera_down("daron-01", "cam-daron-01", "mất kết nối"),
+                        camera_down("daron-02", "cam-daron-02", "mất kết nối"))
                   for s in (330, 595)],
                 check(605, "CameraDown"),
             ],
