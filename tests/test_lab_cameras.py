@@ -30,6 +30,10 @@ PASSWORD = "lab-test-camera-pw"
 CONTROL = "127.0.22.250:9839"
 CAMERAS = ["cam-a", "cam-b", "cam-c", "cam-d", "cam-e", "cam-f"]
 FFMPEG_TIMEOUT_S = 40.0
+# ffprobe/ffmpeg read 5 s of an RTSP stream before they answer by default (analyzeduration);
+# the lab's SDP carries the parameter sets, so half a second gives the same codec, size and
+# rate in a third of the time.
+PROBE_FAST = ("-analyzeduration", "500000")
 
 
 def _config(tmp: Path) -> Path:
@@ -80,7 +84,7 @@ def url(lab: Lab, cid: str, creds: bool = True) -> str:
 def ffmpeg_filters(stream: str, vf: str, seconds: float = 4.0) -> str:
     """Run ffmpeg on `seconds` of the stream through filters; return its log."""
     proc = subprocess.run(
-        ["ffmpeg", "-nostdin", "-hide_banner", "-rtsp_transport", "tcp", "-timeout", "10000000",
+        ["ffmpeg", "-nostdin", "-hide_banner", "-rtsp_transport", "tcp", *PROBE_FAST, "-timeout", "10000000",
          "-i", stream, "-t", str(seconds), "-vf", vf, "-f", "null", "-"],
         capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S, check=False,
     )
@@ -177,7 +181,7 @@ def test_wsse_check_without_a_lab() -> None:
                                       ("cam-d", (640, 360))])
 def test_ffprobe_sees_h264_at_each_size(cams: Lab, cid: str, size: tuple[int, int]) -> None:
     proc = subprocess.run(
-        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-timeout", "10000000",
+        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", *PROBE_FAST, "-timeout", "10000000",
          "-select_streams", "v", "-show_entries", "stream=codec_name,width,height",
          "-of", "csv=p=0", url(cams, cid)],
         capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S, check=False,
@@ -189,7 +193,7 @@ def test_ffprobe_sees_h264_at_each_size(cams: Lab, cid: str, size: tuple[int, in
 
 def test_rtsp_digest_auth(cams: Lab) -> None:
     assert cams.camera("cam-a")["rtsp_auth"]
-    cmd = ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-timeout", "10000000",
+    cmd = ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", *PROBE_FAST, "-timeout", "10000000",
            "-show_entries", "stream=codec_name", "-of", "csv=p=0"]
     without = subprocess.run([*cmd, url(cams, "cam-a", creds=False)], capture_output=True,
                              text=True, timeout=FFMPEG_TIMEOUT_S, check=False)
@@ -235,7 +239,7 @@ def test_blurred_is_blurrier_by_blurdetect(clean: Lab) -> None:
 def test_live_session_switches_to_black(clean: Lab) -> None:
     """A session opened while ok turns black when the fault is set (no reconnect)."""
     proc = subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-hide_banner", "-rtsp_transport", "tcp", "-timeout", "10000000",
+        ["ffmpeg", "-nostdin", "-hide_banner", "-rtsp_transport", "tcp", *PROBE_FAST, "-timeout", "10000000",
          "-i", url(clean, "cam-d"), "-t", "8", "-vf", "blackdetect=d=1", "-f", "null", "-"],
         stderr=subprocess.PIPE, text=True,
     )
@@ -288,13 +292,14 @@ async def test_moved_view_differs_by_ssim(clean: Lab, tmp_path: Path) -> None:
 
 def test_stall_freezes_a_started_session(clean: Lab) -> None:
     clean.fault("cam-d", "stall")
-    # Three seconds of media never arrive (a healthy camera delivers them in ≈ 3-6 s): the
-    # session starts, gets 2 KB of media, then the TCP connection stays open and silent.
+    # Three seconds of media never arrive (a healthy camera delivers them in ≈ 3.5 s with
+    # PROBE_FAST): the session starts, gets 2 KB of media, then the TCP connection stays open
+    # and silent.
     with pytest.raises(subprocess.TimeoutExpired):
         subprocess.run(
-            ["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-i",
+            ["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", *PROBE_FAST, "-i",
              url(clean, "cam-d"), "-t", "3", "-f", "null", "-"],
-            capture_output=True, timeout=12, check=False,
+            capture_output=True, timeout=8, check=False,
         )
     clean.fault("cam-d", "ok")
     ffmpeg_filters(url(clean, "cam-d"), "null", seconds=2)
@@ -302,16 +307,16 @@ def test_stall_freezes_a_started_session(clean: Lab) -> None:
 
 def test_stall_freezes_a_live_session(clean: Lab) -> None:
     proc = subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-i",
+        ["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "tcp", *PROBE_FAST, "-i",
          url(clean, "cam-f"), "-t", "6", "-f", "null", "-"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         time.sleep(2)  # ordering only: the session streams before the stall
         clean.fault("cam-f", "stall")
-        # Unstalled, the remaining seconds of media arrive well within this wait.
+        # Unstalled, the remaining 4 s of media arrive well within this wait.
         with pytest.raises(subprocess.TimeoutExpired):
-            proc.wait(timeout=15)
+            proc.wait(timeout=9)
     finally:
         proc.kill()
         proc.wait()
@@ -320,7 +325,7 @@ def test_stall_freezes_a_live_session(clean: Lab) -> None:
 def test_offline_refuses_rtsp(clean: Lab) -> None:
     clean.fault("cam-d", "offline")
     proc = subprocess.run(
-        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", url(clean, "cam-d")],
+        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", *PROBE_FAST, url(clean, "cam-d")],
         capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S, check=False)
     assert proc.returncode != 0
     assert "Connection refused" in proc.stderr
@@ -335,7 +340,7 @@ def test_hang_rtsp_accepts_and_never_answers(clean: Lab) -> None:
         with pytest.raises(TimeoutError):
             sock.recv(1024)
     proc = subprocess.run(
-        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-timeout", "2000000",
+        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", *PROBE_FAST, "-timeout", "2000000",
          url(clean, "cam-d")], capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S,
         check=False)
     assert proc.returncode != 0
@@ -344,7 +349,7 @@ def test_hang_rtsp_accepts_and_never_answers(clean: Lab) -> None:
 def test_auth_fault_makes_rtsp_answer_401(clean: Lab) -> None:
     clean.fault("cam-d", "auth")  # an anonymous camera starts asking for credentials
     proc = subprocess.run(
-        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-timeout", "10000000",
+        ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", *PROBE_FAST, "-timeout", "10000000",
          url(clean, "cam-d")], capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S,
         check=False)
     assert "401" in proc.stderr
@@ -392,7 +397,7 @@ async def test_onvif_device_info_and_stream_uri(clean: Lab) -> None:
         assert snap.Uri.startswith(f"http://{address}:8080/")
         # The announced URI is the one that streams.
         probe = subprocess.run(
-            ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-timeout", "10000000",
+            ["ffprobe", "-v", "error", "-rtsp_transport", "tcp", *PROBE_FAST, "-timeout", "10000000",
              "-show_entries", "stream=codec_name", "-of", "csv=p=0",
              uri.Uri.replace("rtsp://", f"rtsp://admin:{PASSWORD}@", 1)],
             capture_output=True, text=True, timeout=FFMPEG_TIMEOUT_S, check=False)
